@@ -1,0 +1,44 @@
+# Two commands on a fresh machine: `make demo` runs the pipeline, `make test` runs the tests.
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test airflow lint bench-extract bench-text bench-download bench-score bench-dedup clean
+
+$(STAMP): requirements.txt pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q -U pip
+	$(PY) -m pip install -q -r requirements.txt
+	$(PY) -m pip install -q --no-deps -e .
+	touch $@
+
+demo: $(STAMP)
+	$(PY) scripts/demo.py
+
+test: $(STAMP)
+	$(VENV)/bin/pytest
+
+airflow: $(STAMP)
+	$(PY) scripts/airflow_local.py standalone
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+bench-extract: $(STAMP)
+	$(PY) scripts/bench_extract.py
+
+bench-text: $(STAMP)
+	$(PY) scripts/bench_text.py
+
+bench-download: $(STAMP)
+	$(PY) scripts/bench_download.py
+
+bench-score: $(STAMP)
+	$(PY) scripts/bench_score.py
+
+bench-dedup: $(STAMP)
+	$(PY) scripts/bench_dedup.py
+
+clean:
+	rm -rf .airflow data

@@ -1,0 +1,178 @@
+"""Safe decode of fetched bytes: sniff the real format, refuse bombs and truncation, resize, hash.
+
+Runs in a worker pool (pure CPU, picklable arguments), so the download event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import warnings
+from dataclasses import asdict, dataclass
+
+from danqing.config import PipelineConfig, VisualConfig
+from danqing.stages import visual
+
+DOWNLOAD_NOT_IMAGE = "download_not_image"
+DOWNLOAD_UNDECODABLE = "download_undecodable"
+DOWNLOAD_TRUNCATED = "download_truncated"
+DOWNLOAD_BOMB = "download_decompression_bomb"
+
+# Magic bytes -> PIL format; only these are ever handed to a decoder.
+_MAGIC = [
+    (b"\xff\xd8\xff", "JPEG"),
+    (b"\x89PNG\r\n\x1a\n", "PNG"),
+    (b"GIF87a", "GIF"),
+    (b"GIF89a", "GIF"),
+    (b"BM", "BMP"),
+]
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Everything that shapes the stored image; its fingerprint keys the resume cache."""
+
+    max_pixels: int
+    resize_mode: str
+    size: int
+    quality: int
+    visual: VisualConfig
+
+    @classmethod
+    def of(cls, cfg: PipelineConfig) -> Settings:
+        d = cfg.download
+        return cls(d.max_pixels, d.resize_mode, d.image_size_px, d.jpeg_quality, cfg.visual)
+
+    def fingerprint(self) -> str:
+        blob = json.dumps({**asdict(self), "visual": self.visual.model_dump()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def sniff(data: bytes) -> str | None:
+    """The image format the bytes really are (whatever Content-Type claimed), or None."""
+    if data[:4] == b"RIFF" and data[8:12] == b"WEBP":
+        return "WEBP"
+    for magic, fmt in _MAGIC:
+        if data.startswith(magic):
+            return fmt
+    return None
+
+
+def decode(data: bytes, s: Settings) -> dict:
+    """Decode, filter and store one image: a dict with `reason` ("" = kept) and what was measured."""
+    from PIL import Image
+
+    fmt = sniff(data)
+    if fmt is None:
+        return {"reason": DOWNLOAD_NOT_IMAGE}
+    if fmt == "JPEG" and not _jpeg_complete(data):
+        return {"reason": DOWNLOAD_TRUNCATED, "format": fmt}
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            im = Image.open(io.BytesIO(data), formats=[fmt])
+            return _decode_open(im, fmt, s)
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning):
+        return {"reason": DOWNLOAD_BOMB, "format": fmt}
+    except OSError as e:
+        truncated = "truncated" in str(e)
+        return {"reason": DOWNLOAD_TRUNCATED if truncated else DOWNLOAD_UNDECODABLE, "format": fmt}
+    except (ValueError, SyntaxError, IndexError, TypeError, EOFError, MemoryError):
+        return {"reason": DOWNLOAD_UNDECODABLE, "format": fmt}
+
+
+def _decode_open(im, fmt: str, s: Settings) -> dict:
+    import numpy as np
+    from PIL import Image, ImageOps
+
+    width, height = im.size
+    # The header's pixel count decides before a single pixel is decoded.
+    if width * height > s.max_pixels:
+        return {"reason": DOWNLOAD_BOMB, "format": fmt}
+    if _orientation(im) in (5, 6, 7, 8):
+        width, height = height, width
+    out = {"reason": "", "format": fmt, "width": width, "height": height}
+    reason = visual.check_size(width, height, s.visual)
+    if reason:
+        return {**out, "reason": reason}
+    if fmt == "JPEG" and s.resize_mode != "no":
+        # DCT scaling: decode at 1/2..1/8 size when that still covers the target; far less work.
+        im.draft(None, (s.size, s.size))
+    im.load()
+    im = ImageOps.exif_transpose(im)
+    rgb = _to_rgb(im)
+    grey = np.asarray(rgb.convert("L"))
+    metrics = visual.measure(grey)
+    out.update(pixel_std=metrics.pixel_std, laplacian_var=metrics.laplacian_var, entropy_bits=metrics.entropy_bits)
+    reason = visual.check_pixels(metrics, s.visual)
+    if reason:
+        return {**out, "reason": reason}
+    stored = _resize(rgb, s.resize_mode, s.size)
+    buf = io.BytesIO()
+    stored.save(buf, "JPEG", quality=s.quality)
+    jpg = buf.getvalue()
+    return {**out, "stored_width": stored.width, "stored_height": stored.height, "jpg": jpg,
+            "sha256": hashlib.sha256(jpg).hexdigest(), "phash": _phash(stored)}
+
+
+def _jpeg_complete(data: bytes) -> bool:
+    """A whole JPEG has its EOI marker (FFD9) at the end, give or take trailing junk; a cut one does not.
+
+    Scan data cannot hold FFD9 (0xFF is byte-stuffed), so a hit near the end is the real EOI.
+    """
+    return b"\xff\xd9" in data[-256:]
+
+
+def _orientation(im) -> int:
+    try:
+        return int(im.getexif().get(0x0112, 1))
+    except Exception:  # a broken EXIF block must not cost the image
+        return 1
+
+
+def _to_rgb(im):
+    """RGB with alpha flattened on white; palette, CMYK, 16-bit and grey converted by PIL's matrices."""
+    from PIL import Image
+
+    if im.mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+    if im.mode in ("RGBA", "LA", "PA") or (im.mode in ("RGB", "L") and "transparency" in im.info):
+        rgba = im.convert("RGBA")
+        canvas = Image.new("RGB", rgba.size, (255, 255, 255))
+        canvas.paste(rgba, mask=rgba.getchannel("A"))
+        return canvas
+    if im.mode in ("I;16", "I;16B", "I;16L", "I"):
+        im = im.point(lambda v: v / 256).convert("L")
+    return im.convert("RGB") if im.mode != "RGB" else im
+
+
+def _resize(im, mode: str, size: int):
+    """img2dataset's modes: keep_ratio/center_crop scale the shortest side to size, border the longest."""
+    from PIL import Image
+
+    w, h = im.size
+    resample = Image.Resampling.BICUBIC
+    if mode == "no":
+        return im
+    if mode in ("keep_ratio", "center_crop"):
+        scale = size / min(w, h)
+        new = (max(1, round(w * scale)), max(1, round(h * scale)))
+        if new != (w, h):
+            im = im.resize(new, resample, reducing_gap=3.0)
+        if mode == "center_crop":
+            left, top = (im.width - size) // 2, (im.height - size) // 2
+            im = im.crop((left, top, left + size, top + size))
+        return im
+    scale = size / max(w, h)
+    new = (max(1, round(w * scale)), max(1, round(h * scale)))
+    im = im.resize(new, resample, reducing_gap=3.0) if new != (w, h) else im
+    canvas = Image.new("RGB", (size, size), (0, 0, 0))
+    canvas.paste(im, ((size - new[0]) // 2, (size - new[1]) // 2))
+    return canvas
+
+
+def _phash(im) -> str:
+    import imagehash
+
+    return str(imagehash.phash(im))

@@ -1,0 +1,146 @@
+"""Range search over unit embeddings (faiss, inner product) and the index of released images."""
+
+from __future__ import annotations
+
+import io as _io
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+
+from danqing import io
+from danqing.config import DedupConfig, PipelineConfig
+
+QUERY_CHUNK = 65_536  # queries per range_search call: bounds the result buffers
+
+
+def _ip_index(base: np.ndarray, cfg: DedupConfig):
+    """Exact inner-product index, or IVF past cfg.ivf_min_rows (exact search is quadratic)."""
+    import faiss
+
+    n, d = base.shape
+    if n < cfg.ivf_min_rows:
+        index = faiss.IndexFlatIP(d)
+    else:
+        nlist = int(min(16_384, max(64, 4 * np.sqrt(n))))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        rng = np.random.default_rng(0)  # fixed training sample: same index, same decisions on rerun
+        sample = base[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
+        index.train(sample)
+        index.nprobe = cfg.ivf_nprobe
+    index.add(base)
+    return index
+
+
+def close_pairs(x: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) of rows of x whose cosine distance is under cfg.max_cosine_distance."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if len(x) < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    a, b = _range(x, _ip_index(x, cfg), 1.0 - cfg.max_cosine_distance)
+    keep = a < b  # each pair comes back from both ends, and each row finds itself
+    return a[keep], b[keep]
+
+
+def matches(queries: np.ndarray, base: np.ndarray, cfg: DedupConfig) -> np.ndarray:
+    """For each query, the index of a base row within the distance, or -1."""
+    out = np.full(len(queries), -1, dtype=np.int64)
+    if len(queries) == 0 or len(base) == 0:
+        return out
+    a, b = _range(np.ascontiguousarray(queries, dtype=np.float32),
+                  _ip_index(np.ascontiguousarray(base, dtype=np.float32), cfg), 1.0 - cfg.max_cosine_distance)
+    first = np.full(len(queries), np.iinfo(np.int64).max)
+    np.minimum.at(first, a, b)  # the earliest released match, so reruns name the same one
+    hit = first != np.iinfo(np.int64).max
+    out[hit] = first[hit]
+    return out
+
+
+def _range(queries: np.ndarray, index, min_sim: float) -> tuple[np.ndarray, np.ndarray]:
+    heads, tails = [], []
+    for start in range(0, len(queries), QUERY_CHUNK):
+        lims, _, found = index.range_search(queries[start:start + QUERY_CHUNK], min_sim)
+        heads.append(start + np.repeat(np.arange(len(lims) - 1), np.diff(lims)))
+        tails.append(found.astype(np.int64))
+    return np.concatenate(heads), np.concatenate(tails)
+
+
+def phash_pairs(hashes: np.ndarray, max_bits: int) -> tuple[np.ndarray, np.ndarray]:
+    """Index pairs (i < j) whose 64-bit perceptual hashes differ in at most max_bits bits."""
+    import faiss
+
+    if len(hashes) < 2:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    codes = np.ascontiguousarray(hashes.astype(">u8").view(np.uint8).reshape(-1, 8))
+    # Pigeonhole: within max_bits, at least one of max_bits + 1 disjoint blocks matches exactly.
+    nhash = max_bits + 1
+    index = faiss.IndexBinaryMultiHash(64, nhash, 64 // nhash)
+    index.add(codes)
+    lims, _, found = index.range_search(codes, max_bits + 1)  # binary radius is exclusive
+    a = np.repeat(np.arange(len(codes)), np.diff(lims))
+    b = found.astype(np.int64)
+    keep = a < b
+    return a[keep], b[keep]
+
+
+def parse_phash(values: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
+    """Hex perceptual hashes as uint64, and a mask of the rows that had one."""
+    out = np.zeros(len(values), dtype=np.uint64)
+    ok = np.zeros(len(values), dtype=bool)
+    for i, v in enumerate(values):
+        if v and len(v) <= 16:
+            try:
+                out[i] = int(v, 16)
+                ok[i] = True
+            except ValueError:
+                pass
+    return out, ok
+
+
+# --- the released index: what earlier crawls already published -------------------------------
+
+@dataclass
+class Released:
+    """Ids, hashes and unit image embeddings of everything already released."""
+
+    ids: list[str]
+    sha256: list[str]
+    emb: np.ndarray
+
+
+def released_dir(cfg: PipelineConfig, crawl: str | None = None) -> str:
+    base = f"{cfg.root.rstrip('/')}/released-index"
+    return base if crawl is None else f"{base}/{crawl}"
+
+
+def save_released(cfg: PipelineConfig, crawl: str, table: pa.Table, emb: np.ndarray) -> str:
+    """Write one crawl's entry (embeddings first; ids.parquet last marks it complete)."""
+    folder = released_dir(cfg, crawl)
+    so = cfg.storage_options
+    buf = _io.BytesIO()
+    np.save(buf, emb.astype(np.float16))
+    with io.atomic_write(f"{folder}/embeddings.npy", "wb", so) as f:
+        f.write(buf.getvalue())
+    io.write_parquet(table, f"{folder}/ids.parquet", storage_options=so)
+    return folder
+
+
+def load_released(cfg: PipelineConfig, exclude: str) -> Released:
+    """Every crawl's released entry but `exclude` (a crawl never dedups against its own release)."""
+    so = cfg.storage_options
+    fs, root = io.fs_for(released_dir(cfg), so)
+    ids: list[str] = []
+    shas: list[str] = []
+    embs = []
+    crawls = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) if fs.exists(root) else []
+    for crawl in crawls:
+        folder = released_dir(cfg, crawl)
+        if crawl == exclude or not io.exists(f"{folder}/ids.parquet", so):
+            continue
+        table = io.read_parquet(f"{folder}/ids.parquet", storage_options=so)
+        with io.open_uri(f"{folder}/embeddings.npy", "rb", so) as f:
+            embs.append(np.load(_io.BytesIO(f.read())).astype(np.float32))
+        ids += table["id"].to_pylist()
+        shas += table["sha256"].to_pylist()
+    emb = np.concatenate(embs) if embs else np.zeros((0, 0), np.float32)
+    return Released(ids, shas, emb)

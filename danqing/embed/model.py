@@ -1,0 +1,108 @@
+"""The scoring model, loaded once per process: open_clip by name, plus the tiny test model."""
+
+from __future__ import annotations
+
+import json
+import tempfile
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from danqing.config import ScoreConfig
+
+# A tiny CLIP for tests and the demo: random weights, 64 px images, open_clip's bundled BPE tokenizer.
+TINY = "danqing-tiny"
+TINY_CONFIG = {
+    "embed_dim": 64,
+    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
+    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
+}
+
+
+@lru_cache(maxsize=1)
+def register() -> None:
+    """Add danqing-tiny to open_clip's registry (it scans a folder of JSON configs)."""
+    import open_clip
+
+    folder = Path(tempfile.mkdtemp(prefix="danqing-models-"))
+    (folder / f"{TINY}.json").write_text(json.dumps(TINY_CONFIG))
+    open_clip.add_model_config(folder)
+
+
+def model_id(cfg: ScoreConfig) -> str:
+    """Name and version of the weights, as written to the `model` column."""
+    return f"{cfg.model}:{cfg.pretrained or f'random-seed{cfg.seed}'}"
+
+
+def resolve_device(name: str) -> str:
+    import torch
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return name
+
+
+def autocast_dtype(device: str, precision: str):
+    """Half precision on GPU (bf16 where supported), float32 on CPU."""
+    import torch
+
+    if precision == "fp32" or (precision == "auto" and device == "cpu"):
+        return None
+    if precision == "bf16" or (precision == "auto" and torch.cuda.is_bf16_supported()):
+        return torch.bfloat16
+    return torch.float16
+
+
+@dataclass
+class Embedder:
+    """A loaded open_clip model with its preprocessing and tokenizer."""
+
+    model: Any
+    preprocess: Any
+    tokenizer: Any
+    device: str
+    dtype: Any
+    name: str
+
+    def encode_images(self, images) -> np.ndarray:
+        return self._encode(self.model.encode_image, images)
+
+    def encode_texts(self, tokens) -> np.ndarray:
+        return self._encode(self.model.encode_text, tokens)
+
+    def _encode(self, fn, batch) -> np.ndarray:
+        import torch
+
+        batch = batch.to(self.device, non_blocking=True)
+        with torch.inference_mode(), torch.autocast(self.device, dtype=self.dtype, enabled=self.dtype is not None):
+            out = fn(batch)
+        out = torch.nn.functional.normalize(out.float(), dim=-1)
+        return out.cpu().numpy()
+
+    @property
+    def logit_scale(self) -> float:
+        """The model's zero-shot temperature, capped as CLIP caps it."""
+        return float(min(self.model.logit_scale.exp().item(), 100.0))
+
+
+def load(cfg: ScoreConfig) -> Embedder:
+    """The model named by cfg; cached, so a process loads it once."""
+    return _load(cfg.model, cfg.pretrained, cfg.tokenizer, cfg.device, cfg.precision, cfg.seed)
+
+
+@lru_cache(maxsize=2)
+def _load(name: str, pretrained: str, tokenizer: str, device: str, precision: str, seed: int) -> Embedder:
+    import open_clip
+    import torch
+
+    register()
+    device = resolve_device(device)
+    torch.manual_seed(seed)  # random init must give the same model on every run
+    model, _, preprocess = open_clip.create_model_and_transforms(name, pretrained=pretrained or None, device=device)
+    model.eval()
+    cfg = ScoreConfig(model=name, pretrained=pretrained, seed=seed)
+    return Embedder(model, preprocess, open_clip.get_tokenizer(tokenizer or name), device,
+                    autocast_dtype(device, precision), model_id(cfg))

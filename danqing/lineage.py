@@ -1,0 +1,94 @@
+"""The lineage store: one row per (crawl, shard, stage, attempt), in SQLite or PostgreSQL."""
+
+from __future__ import annotations
+
+import datetime as dt
+import json
+from collections import Counter
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sqlalchemy as sa
+
+metadata = sa.MetaData()
+
+runs = sa.Table(
+    "danqing_lineage",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("crawl", sa.String(64), nullable=False, index=True),
+    sa.Column("shard", sa.Integer, nullable=False),
+    sa.Column("stage", sa.String(32), nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),  # done | skipped
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("try_number", sa.Integer, nullable=False),
+    sa.Column("inputs", sa.JSON, nullable=False),
+    sa.Column("outputs", sa.JSON, nullable=False),  # {uri: sha256}
+    sa.Column("count_in", sa.Integer, nullable=False),
+    sa.Column("count_out", sa.Integer, nullable=False),
+    sa.Column("dropped", sa.JSON, nullable=False),
+    sa.Column("errors", sa.JSON, nullable=False),
+    sa.Column("seconds", sa.Float, nullable=False),
+    sa.Column("code_version", sa.String(64), nullable=False),
+    sa.Column("config_hash", sa.String(64), nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """Who ran a stage: an Airflow run id and try number, or the CLI."""
+
+    run_id: str = "cli"
+    try_number: int = 1
+
+
+@lru_cache(maxsize=8)
+def engine(url: str) -> sa.Engine:
+    if url.startswith("sqlite:///"):
+        from pathlib import Path
+
+        Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
+    eng = sa.create_engine(url, pool_pre_ping=True)
+    metadata.create_all(eng)
+    return eng
+
+
+def record(url: str, **row) -> None:
+    row.setdefault("created_at", dt.datetime.now(dt.timezone.utc))
+    with engine(url).begin() as conn:
+        conn.execute(runs.insert().values(**row))
+
+
+def latest(url: str, crawl: str) -> list[dict]:
+    """The newest row per (shard, stage) of a crawl: the state its outputs are in now."""
+    with engine(url).connect() as conn:
+        rows = conn.execute(sa.select(runs).where(runs.c.crawl == crawl).order_by(runs.c.id)).mappings().all()
+    newest: dict[tuple[int, str], dict] = {}
+    for r in rows:
+        newest[(r["shard"], r["stage"])] = dict(r)
+    return list(newest.values())
+
+
+def crawls(url: str) -> set[str]:
+    """Crawls with at least one stage recorded: the ones discovery must not start again."""
+    with engine(url).connect() as conn:
+        return set(conn.execute(sa.select(runs.c.crawl).distinct()).scalars())
+
+
+def funnel(url: str, crawl: str, stages: list[str]) -> list[dict]:
+    """Per stage: in, out and dropped by reason, summed over shards."""
+    by_stage: dict[str, dict] = {}
+    for r in latest(url, crawl):
+        s = by_stage.setdefault(r["stage"], {"stage": r["stage"], "in": 0, "out": 0, "dropped": Counter(),
+                                             "errors": Counter(), "shards": 0})
+        s["in"] += r["count_in"]
+        s["out"] += r["count_out"]
+        s["dropped"].update(_as_dict(r["dropped"]))
+        s["errors"].update(_as_dict(r["errors"]))
+        s["shards"] += 1
+    return [by_stage[s] for s in stages if s in by_stage]
+
+
+def _as_dict(value) -> dict:
+    return json.loads(value) if isinstance(value, str) else (value or {})

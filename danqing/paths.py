@@ -1,0 +1,34 @@
+"""The one place that formats URIs: {root}/{crawl}/{stage}/{shard:05d}{suffix}."""
+
+from __future__ import annotations
+
+# Stage order of the pipeline; one name per stage across module, task_id and folder.
+STAGES = ["extract", "refine", "download", "score", "dedup", "align", "assemble", "publish"]
+
+
+def stage_dir(root: str, crawl: str, stage: str) -> str:
+    return f"{root.rstrip('/')}/{crawl}/{stage}"
+
+
+def shard_uri(root: str, crawl: str, stage: str, shard: int, suffix: str = ".parquet") -> str:
+    return f"{stage_dir(root, crawl, stage)}/{shard:05d}{suffix}"
+
+
+def stats_uri(root: str, crawl: str, stage: str, shard: int) -> str:
+    return shard_uri(root, crawl, stage, shard, "_stats.json")
+
+
+def index_dir(root: str, crawl: str) -> str:
+    return f"{root.rstrip('/')}/{crawl}/index"
+
+
+def plan_uri(root: str, crawl: str) -> str:
+    return f"{index_dir(root, crawl)}/shards.json"
+
+
+def sample_crawl_root(root: str) -> str:
+    return f"{root.rstrip('/')}/sample-crawl"
+
+
+def release_dir(release_root: str, crawl: str) -> str:
+    return f"{release_root.rstrip('/')}/{crawl}"

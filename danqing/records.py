@@ -1,0 +1,37 @@
+"""The record shape that flows between stages, and the id that follows a sample to release."""
+
+from __future__ import annotations
+
+import hashlib
+
+import pyarrow as pa
+
+# Columns every candidate pair carries from extraction to release; each stage adds its own.
+PAIR_SCHEMA = pa.schema([
+    ("id", pa.string()),
+    ("page_url", pa.string()),
+    ("url", pa.string()),
+    ("alt_text", pa.string()),
+    ("page_language", pa.string()),
+    ("charset", pa.string()),
+    ("warc_filename", pa.string()),
+    ("warc_record_offset", pa.int64()),
+    ("warc_record_length", pa.int64()),
+    ("drop_reason", pa.string()),
+])
+
+KEPT = ""  # drop_reason of a kept row
+
+
+def sample_id(warc_filename: str, offset: int, url: str, alt_text: str) -> str:
+    """Stable id: the same WARC record, image and alt give the same id on every rerun."""
+    key = f"{warc_filename}\t{offset}\t{url}\t{alt_text}".encode()
+    return hashlib.sha1(key).hexdigest()[:16]
+
+
+def kept(table: pa.Table) -> pa.Table:
+    """Rows this stage kept, without its drop_reason so the next stage can set its own."""
+    import pyarrow.compute as pc
+
+    rows = table.filter(pc.equal(table["drop_reason"], KEPT))
+    return rows.drop_columns(["drop_reason"])

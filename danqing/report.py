@@ -1,0 +1,63 @@
+"""Human-readable lineage: the funnel of a crawl and the path of one sample."""
+
+from __future__ import annotations
+
+import pyarrow.compute as pc
+
+from danqing import io, lineage, paths
+from danqing.config import PipelineConfig
+
+
+def funnel_table(cfg: PipelineConfig, crawl: str) -> str:
+    rows = lineage.funnel(cfg.lineage, crawl, paths.STAGES)
+    if not rows:
+        return f"no lineage recorded for {crawl} in {cfg.lineage}"
+    lines = [f"funnel of {crawl}", f"{'stage':<10}{'shards':>7}{'in':>9}{'out':>9}  dropped by reason"]
+    for s in rows:
+        reasons = "  ".join(f"{k}={v}" for k, v in s["dropped"].most_common()) or "-"
+        errors = "  ".join(f"{k}={v}" for k, v in s["errors"].most_common())
+        lines.append(f"{s['stage']:<10}{s['shards']:>7}{s['in']:>9}{s['out']:>9}  {reasons}")
+        if errors:
+            lines.append(f"{'':<35}  errors: {errors}")
+    return "\n".join(lines)
+
+
+def sample_path(cfg: PipelineConfig, crawl: str, sample: str) -> str:
+    """Every decision on one sample, from its WARC record to the release row."""
+    outputs = {(r["stage"], r["shard"]): r for r in lineage.latest(cfg.lineage, crawl)}
+    extract = sorted(shard for stage, shard in outputs if stage == "extract")
+    found = [(shard, row) for shard in extract for row in _rows(cfg, crawl, "extract", shard, sample)]
+    if not found:
+        return f"sample {sample} not found in the extract outputs of {crawl}"
+    shard, origin = found[0]
+    lines = [f"sample {sample} of {crawl}, shard {shard:05d}",
+             f"  warc      {origin['warc_filename']} offset={origin['warc_record_offset']} "
+             f"length={origin['warc_record_length']}",
+             f"  page      {origin['page_url']}",
+             f"  image     {origin['url']}",
+             f"  alt       {origin['alt_text']}"]
+    for stage in paths.STAGES[:-1]:
+        if (stage, shard) not in outputs:
+            continue
+        rows = _rows(cfg, crawl, stage, shard, sample)
+        uri = paths.shard_uri(cfg.root, crawl, stage, shard)
+        if not rows:
+            lines.append(f"  {stage:<9} not reached")
+            break
+        reason = rows[0]["drop_reason"]
+        lines.append(f"  {stage:<9} {'kept' if not reason else 'dropped: ' + reason:<28} {uri}")
+        if reason:
+            break
+    else:
+        if ("publish", shard) in outputs:
+            release = paths.release_dir(cfg.release_root, crawl)
+            lines.append(f"  {'publish':<9} {'released':<28} {release}/pairs.parquet")
+    return "\n".join(lines)
+
+
+def _rows(cfg: PipelineConfig, crawl: str, stage: str, shard: int, sample: str) -> list[dict]:
+    uri = paths.shard_uri(cfg.root, crawl, stage, shard)
+    if not io.exists(uri, cfg.storage_options):
+        return []
+    table = io.read_parquet(uri, storage_options=cfg.storage_options)
+    return table.filter(pc.equal(table["id"], sample)).to_pylist()

@@ -1,0 +1,130 @@
+"""Run one stage on one shard: skip if done, run, write atomically, stats, lineage.
+
+The stats file is written last and doubles as the done-marker, so a killed run leaves
+no marker and its rerun replaces whatever partial output it left.
+"""
+
+from __future__ import annotations
+
+import importlib
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from danqing import __version__, io, lineage, paths
+from danqing.config import PipelineConfig
+from danqing.records import KEPT
+from danqing.stats import StageStats
+
+
+@dataclass
+class ShardJob:
+    """What a stage needs to process one shard: its inputs and where its outputs go."""
+
+    cfg: PipelineConfig
+    crawl: str
+    stage: str
+    shard: int
+    inputs: list[str]
+    side_outputs: list[str] = field(default_factory=list)
+    # The CLI writes where it is told; pipeline runs use the layout of paths.py.
+    out_prefix: str | None = None
+
+    def _uri(self, suffix: str) -> str:
+        if self.out_prefix is not None:
+            return f"{self.out_prefix}{suffix}"
+        return paths.shard_uri(self.cfg.root, self.crawl, self.stage, self.shard, suffix)
+
+    @property
+    def out(self) -> str:
+        return self._uri(".parquet")
+
+    def side(self, suffix: str) -> str:
+        """URI of an extra output (a tar, embeddings); recorded in lineage with its checksum."""
+        uri = self._uri(suffix)
+        if uri not in self.side_outputs:
+            self.side_outputs.append(uri)
+        return uri
+
+
+Process = Callable[[ShardJob, StageStats], pa.Table]
+
+
+def run_shard(stage: str, crawl: str, shard: int, inputs: list[str], cfg: PipelineConfig,
+              attempt: lineage.Attempt = lineage.Attempt(), process: Process | None = None) -> dict:
+    """Run `stage` on one shard and return a small summary (fits an XCom)."""
+    job = ShardJob(cfg, crawl, stage, shard, list(inputs))
+    marker = paths.stats_uri(cfg.root, crawl, stage, shard)
+    so = cfg.storage_options
+    if io.exists(marker, so):
+        done = io.read_json(marker, so)
+        if done["config_hash"] == cfg.hash() and done["inputs"] == job.inputs:
+            _record(job, attempt, "skipped", StageStats.from_dict(done["stats"]), done["outputs"])
+            return _summary(job, StageStats.from_dict(done["stats"]), skipped=True)
+    io.remove(marker, so)
+
+    process = process or importlib.import_module(f"danqing.stages.{stage}").process
+    stats = StageStats()
+    started = time.monotonic()
+    table = process(job, stats)
+    reasons = table["drop_reason"].to_pylist()
+    for reason in reasons:
+        stats.count(reason or None)
+    io.write_parquet(table, job.out, storage_options=so)
+    stats.seconds = time.monotonic() - started
+
+    outputs = {uri: io.checksum(uri, so) for uri in [job.out, *job.side_outputs]}
+    io.write_json({"stats": stats.to_dict(), "config_hash": cfg.hash(), "inputs": job.inputs,
+                   "outputs": outputs, "code_version": __version__}, marker, so)
+    _record(job, attempt, "done", stats, outputs)
+    return _summary(job, stats)
+
+
+def run_local(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConfig,
+              crawl: str = "local", shard: int = 0) -> dict:
+    """Run a stage outside the pipeline layout (the CLI): no skip, no lineage."""
+    job = ShardJob(cfg, crawl, stage, shard, list(inputs), out_prefix=out_prefix)
+    stats = StageStats()
+    started = time.monotonic()
+    table = importlib.import_module(f"danqing.stages.{stage}").process(job, stats)
+    for reason in table["drop_reason"].to_pylist():
+        stats.count(reason or None)
+    io.write_parquet(table, job.out, storage_options=cfg.storage_options)
+    stats.seconds = time.monotonic() - started
+    io.write_json({"stats": stats.to_dict(), "inputs": job.inputs, "outputs": [job.out, *job.side_outputs],
+                   "config_hash": cfg.hash(), "code_version": __version__}, job._uri("_stats.json"),
+                  cfg.storage_options)
+    return _summary(job, stats)
+
+
+def kept_rows(uri: str, cfg: PipelineConfig) -> pa.Table:
+    """Rows an upstream stage kept, without its drop_reason."""
+    table = io.read_parquet(uri, storage_options=cfg.storage_options)
+    return table.filter(pc.equal(table["drop_reason"], KEPT)).drop_columns(["drop_reason"])
+
+
+def with_reasons(table: pa.Table, reasons: list[str]) -> pa.Table:
+    """Attach this stage's drop_reason column ("" = kept)."""
+    if "drop_reason" in table.column_names:
+        table = table.drop_columns(["drop_reason"])
+    return table.append_column("drop_reason", pa.array(reasons, pa.string()))
+
+
+def _summary(job: ShardJob, stats: StageStats, skipped: bool = False) -> dict:
+    return {"stage": job.stage, "shard": job.shard, "uri": job.out, "total": stats.total,
+            "kept": stats.kept, "skipped": skipped}
+
+
+def _record(job: ShardJob, attempt: lineage.Attempt, status: str, stats: StageStats, outputs: dict) -> None:
+    lineage.record(
+        job.cfg.lineage,
+        crawl=job.crawl, shard=job.shard, stage=job.stage, status=status,
+        run_id=attempt.run_id, try_number=attempt.try_number,
+        inputs=job.inputs, outputs=outputs,
+        count_in=stats.total, count_out=stats.kept,
+        dropped=dict(stats.dropped), errors=dict(stats.errors), seconds=stats.seconds,
+        code_version=__version__, config_hash=job.cfg.hash(),
+    )

@@ -1,0 +1,116 @@
+"""Stage 0b: cut a crawl into shards Airflow can map over (never more than max_shards).
+
+Without a columnar index a shard is a few whole WARCs. With one, DuckDB selects the
+HTML records in the wanted languages and a shard is byte ranges of those records only,
+which skips the ~95% of a crawl that is not Chinese.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+import math
+from collections.abc import Iterable, Iterator
+
+from danqing import io, paths, warcsource
+from danqing.config import PipelineConfig, SourceConfig
+from danqing.stages.discover import source_base
+
+
+def plan(cfg: PipelineConfig, crawl: str, index_uri: str) -> list[int]:
+    """Write the crawl's shard plan and return the shard numbers (a small XCom)."""
+    warcs = read_paths(index_uri, cfg)
+    if cfg.source.max_warcs:
+        warcs = warcs[: cfg.source.max_warcs]
+    base = source_base(cfg)
+    if cfg.source.index_url:
+        records = select_records(cfg, crawl, warcs if cfg.source.max_warcs else None)
+        shards = list(range_shards(records, len(records), base, cfg.source))
+    else:
+        shards = [[base + p for p in chunk] for chunk in split(warcs, cfg.source.warcs_per_shard,
+                                                                cfg.source.max_shards)]
+    write_plan(cfg, crawl, shards)
+    return list(range(len(shards)))
+
+
+def shard_inputs(cfg: PipelineConfig, crawl: str, shard: int) -> list[str]:
+    """The input specs of one shard (reads only that shard's file, not the whole plan)."""
+    return io.read_json(_shard_file(cfg, crawl, shard), cfg.storage_options)["inputs"]
+
+
+def read_paths(uri: str, cfg: PipelineConfig) -> list[str]:
+    """The WARC paths of a warc.paths.gz, in file order."""
+    with io.open_uri(uri, "rb", cfg.storage_options) as f:
+        text = gzip.decompress(f.read()).decode()
+    return [line.strip() for line in text.splitlines() if line.strip()]
+
+
+def shard_count(n: int, per_shard: int, max_shards: int) -> int:
+    """Shards for n items: per_shard each, but the shard size grows rather than pass max_shards."""
+    return min(max_shards, math.ceil(n / per_shard)) if n else 0
+
+
+def split(items: list, per_shard: int, max_shards: int) -> list[list]:
+    """Consecutive chunks whose sizes differ by at most one."""
+    k = shard_count(len(items), per_shard, max_shards)
+    return [items[i * len(items) // k: (i + 1) * len(items) // k] for i in range(k)]
+
+
+def range_shards(records: Iterable[tuple[str, int, int]], n: int, base: str,
+                 src: SourceConfig) -> Iterator[list[str]]:
+    """Group sorted (warc_filename, offset, length) records into shards of per-WARC range specs."""
+    k = shard_count(n, src.ranges_per_shard, src.max_shards)
+    it = iter(records)
+    for i in range(k):
+        size = (i + 1) * n // k - i * n // k
+        by_warc: dict[str, list[tuple[int, int]]] = {}
+        for _ in range(size):
+            name, off, length = next(it)
+            by_warc.setdefault(name, []).append((off, length))
+        yield [warcsource.format_spec(base + name, ranges) for name, ranges in by_warc.items()]
+
+
+def select_records(cfg: PipelineConfig, crawl: str, warcs: list[str] | None) -> list[tuple[str, int, int]]:
+    """(warc_filename, offset, length) of 200 HTML records in the wanted languages, sorted."""
+    import duckdb
+
+    table = f"{cfg.source.index_url.rstrip('/')}/crawl={crawl}/subset=warc/*.parquet"
+    con = duckdb.connect()
+    try:
+        if "://" in table and not table.startswith("file://"):
+            fs, _ = io.fs_for(table, cfg.source.storage_options or cfg.storage_options)
+            con.register_filesystem(fs)
+        table = table.removeprefix("file://")
+        where = ""
+        if warcs is not None:
+            import pyarrow as pa
+
+            con.register("wanted", pa.table({"warc_filename": warcs}))
+            where = "AND warc_filename IN (SELECT warc_filename FROM wanted)"
+        query = f"""
+            SELECT warc_filename, warc_record_offset, warc_record_length
+            FROM read_parquet($table, hive_partitioning = false)
+            WHERE fetch_status = 200
+              AND list_contains($mimes, content_mime_detected)
+              AND len(list_intersect(string_split(content_languages, ','), $langs)) > 0
+              {where}
+            ORDER BY warc_filename, warc_record_offset
+        """
+        params = {"table": table, "mimes": cfg.source.index_mimes, "langs": cfg.extract.languages}
+        return [tuple(r) for r in con.execute(query, params).fetchall()]
+    finally:
+        con.close()
+
+
+def write_plan(cfg: PipelineConfig, crawl: str, shards: list[list[str]]) -> None:
+    """One file per shard (what a task reads), then shards.json last: the plan is complete once it exists."""
+    so = cfg.storage_options
+    for i, inputs in enumerate(shards):
+        io.write_json({"shard": i, "inputs": inputs}, _shard_file(cfg, crawl, i), so)
+    with io.atomic_write(paths.plan_uri(cfg.root, crawl), "wb", so) as f:
+        lines = ",\n".join(json.dumps({"shard": i, "inputs": inputs}) for i, inputs in enumerate(shards))
+        f.write(f"[\n{lines}\n]\n".encode())
+
+
+def _shard_file(cfg: PipelineConfig, crawl: str, shard: int) -> str:
+    return f"{paths.index_dir(cfg.root, crawl)}/shards/{shard:05d}.json"

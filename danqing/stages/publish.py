@@ -1,0 +1,106 @@
+"""Publish a crawl's release as one transaction: parquet, image tars, manifest, dataset card.
+
+A release folder is either the previous complete release or the new complete one: the new
+one is built beside it and swapped in by rename, so readers never see a partial shard.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import uuid
+from pathlib import Path
+
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from danqing import __version__, io, lineage, paths
+from danqing.config import PipelineConfig
+from danqing.records import KEPT
+
+
+
+def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
+            attempt: lineage.Attempt = lineage.Attempt()) -> dict:
+    """Write {release_root}/{crawl}/ from the assembled shards; returns a small summary."""
+    final = paths.release_dir(cfg.release_root, crawl)
+    if not _is_local(final):
+        raise ValueError(f"publish writes a local release folder; got {final} (HF/ModelScope uploads read it)")
+    final_dir = Path(final.removeprefix("file://"))
+    staging = final_dir.with_name(f".{final_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
+    (staging / "images").mkdir(parents=True)
+    try:
+        shards = []
+        for uri in sorted(assemble_uris):
+            table = io.read_parquet(uri, storage_options=cfg.storage_options)
+            table = table.filter(pc.equal(table["drop_reason"], KEPT)).drop_columns(["drop_reason"])
+            tar = uri.removesuffix(".parquet") + ".tar"
+            name = f"images/{Path(tar).name}"
+            with io.open_uri(tar, "rb", cfg.storage_options) as src, open(staging / name, "wb") as dst:
+                shutil.copyfileobj(src, dst)
+            shards.append((uri, table))
+        pairs = pa.concat_tables([t for _, t in shards]) if shards else pa.table({})
+        io.write_parquet(pairs, str(staging / "pairs.parquet"))
+        files = {p.relative_to(staging).as_posix(): io.checksum(str(p))
+                 for p in sorted(staging.rglob("*")) if p.is_file()}
+        manifest = {"crawl": crawl, "rows": pairs.num_rows, "shards": len(shards), "files": files,
+                    "code_version": __version__, "config_hash": cfg.hash(),
+                    "version": f"{crawl}+{cfg.hash()}"}
+        io.write_json(manifest, str(staging / "manifest.json"))
+        funnel = lineage.funnel(cfg.lineage, crawl, paths.STAGES[:-1])
+        (staging / "README.md").write_text(dataset_card(cfg, crawl, pairs, funnel), encoding="utf-8")
+        _swap(staging, final_dir)
+    finally:
+        shutil.rmtree(staging, ignore_errors=True)
+
+    for uri, table in shards:
+        shard = int(Path(uri).stem)
+        lineage.record(cfg.lineage, crawl=crawl, shard=shard, stage="publish", status="done",
+                       run_id=attempt.run_id, try_number=attempt.try_number, inputs=[uri],
+                       outputs={f"{final}/pairs.parquet": files["pairs.parquet"]},
+                       count_in=table.num_rows, count_out=table.num_rows, dropped={}, errors={},
+                       seconds=0.0, code_version=__version__, config_hash=cfg.hash())
+    return {"release": str(final_dir), "rows": pairs.num_rows, "version": manifest["version"]}
+
+
+def _is_local(uri: str) -> bool:
+    return "://" not in uri or uri.startswith("file://")
+
+
+def _swap(staging: Path, final_dir: Path) -> None:
+    """Replace the release folder by the staged one with renames only."""
+    old = final_dir.with_name(f".{final_dir.name}.old-{uuid.uuid4().hex[:8]}")
+    if final_dir.exists():
+        os.rename(final_dir, old)
+    os.rename(staging, final_dir)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def dataset_card(cfg: PipelineConfig, crawl: str, pairs: pa.Table, funnel: list[dict]) -> str:
+    """The README.md of a release: what it is, where it came from, and the funnel."""
+    lines = [
+        f"# DanQing-style Chinese image-text pairs from Common Crawl {crawl}",
+        "",
+        f"{pairs.num_rows} image-text pairs. Columns: {', '.join(pairs.column_names)}.",
+        "Each row keeps `warc_filename`, `warc_record_offset` and `warc_record_length`, so it can be",
+        "traced back to the Common Crawl record it came from.",
+        "",
+        "## Funnel",
+        "",
+        "| stage | in | out | dropped (by reason) |",
+        "|---|---:|---:|---|",
+    ]
+    for s in funnel:
+        reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s["dropped"].items())) or "-"
+        lines.append(f"| {s['stage']} | {s['in']} | {s['out']} | {reasons} |")
+    model = cfg.score.model + (f" ({cfg.score.pretrained})" if cfg.score.pretrained else "")
+    lines += ["", "## Scoring model", "", f"`{model}`."]
+    if not cfg.score.pretrained:
+        lines += ["", "**The scoring model was randomly initialised** (no weights can be downloaded where this",
+                  "release was built): similarity scores, NSFW scores and embedding dedup are not meaningful.",
+                  "This is a pipeline demonstration, not a dataset to train on."]
+    lines += ["", "## Provenance and license", "",
+              "Built by danqing-pipeline (code version " + __version__ + f", config {cfg.hash()}).",
+              "Crawl content is Common Crawl data under its terms of use; images remain their owners'.",
+              "The method follows DanQing (DeepGlint, arXiv 2601.10305).", ""]
+    return "\n".join(lines)

@@ -1,0 +1,193 @@
+"""Embed each downloaded pair with open_clip: similarity, NSFW floor, embeddings for dedup.
+
+Images are read from the download stage's WebDataset tar by byte offset and decoded in
+DataLoader workers, so the GPU model is fed while the CPU decodes the next batches.
+Row i of the output parquet is row i of `_img.npy` and `_txt.npy` (float16, unit norm).
+"""
+
+from __future__ import annotations
+
+import argparse
+import io as _io
+import json
+import os
+import tarfile
+from collections.abc import Callable
+
+import numpy as np
+import pyarrow as pa
+
+from danqing import io, lineage
+from danqing.config import PipelineConfig, ScoreConfig
+from danqing.embed import model as embed_model
+from danqing.shard import ShardJob, kept_rows, run_shard, with_reasons
+from danqing.stats import StageStats
+
+IMAGE_UNREADABLE = "image_unreadable"  # missing from the tar or not decodable: nothing to embed
+IMAGE_NSFW = "image_nsfw"
+XCOM_PATH = "/airflow/xcom/return.json"  # where KubernetesPodOperator's sidecar reads the result
+
+
+def check(readable: bool, nsfw_score: float, cfg: ScoreConfig) -> str | None:
+    """The drop reason, or None to keep."""
+    if not readable:
+        return IMAGE_UNREADABLE
+    if nsfw_score > cfg.nsfw_max_prob:
+        return IMAGE_NSFW
+    return None
+
+
+def clip_zero_shot(img_emb: np.ndarray, embedder: embed_model.Embedder, cfg: ScoreConfig) -> np.ndarray:
+    """Probability mass on the NSFW prompts against the safe ones: the floor, not a classifier."""
+    prompts = cfg.nsfw_prompts + cfg.safe_prompts
+    text = embedder.encode_texts(embedder.tokenizer(prompts))
+    logits = embedder.logit_scale * img_emb @ text.T
+    logits -= logits.max(axis=1, keepdims=True)
+    probs = np.exp(logits)
+    probs /= probs.sum(axis=1, keepdims=True)
+    return probs[:, : len(cfg.nsfw_prompts)].sum(axis=1)
+
+
+# A dedicated NSFW model plugs in here by name (ScoreConfig.nsfw_model); same signature.
+NSFW_SCORERS: dict[str, Callable[[np.ndarray, embed_model.Embedder, ScoreConfig], np.ndarray]] = {
+    "clip-zero-shot": clip_zero_shot,
+}
+
+
+def tar_spans(uri: str, storage_options: dict | None = None) -> dict[str, tuple[int, int]]:
+    """Member name -> (data offset, size), from the tar headers only."""
+    with io.open_uri(uri, "rb", storage_options) as f, tarfile.open(fileobj=f, mode="r:") as tar:
+        return {m.name: (m.offset_data, m.size) for m in tar.getmembers() if m.isfile()}
+
+
+class PairDataset:
+    """Map-style dataset: row i -> (image tensor, tokens, readable); runs in DataLoader workers."""
+
+    def __init__(self, tar_uri: str, storage_options: dict, spans: list[tuple[int, int] | None],
+                 captions: list[str], preprocess, tokenizer):
+        self.tar_uri, self.storage_options = tar_uri, storage_options
+        self.spans, self.captions = spans, captions
+        self.preprocess, self.tokenizer = preprocess, tokenizer
+        self.blank = preprocess(_blank_image())
+        self._file = None
+
+    def __len__(self) -> int:
+        return len(self.spans)
+
+    def __getstate__(self) -> dict:
+        return {**self.__dict__, "_file": None}  # each worker opens its own handle
+
+    def __getitem__(self, i: int):
+        image, readable = self.blank, False
+        if self.spans[i] is not None:
+            try:
+                image, readable = self.preprocess(_decode(self._read(*self.spans[i]))), True
+            except (OSError, ValueError, SyntaxError):  # PIL's errors for corrupt or unknown data
+                pass
+        return image, self.tokenizer([self.captions[i]])[0], readable
+
+    def _read(self, offset: int, size: int) -> bytes:
+        if self._file is None:
+            self._file = io.open_uri(self.tar_uri, "rb", self.storage_options)
+        self._file.seek(offset)
+        return self._file.read(size)
+
+
+def _blank_image():
+    from PIL import Image
+
+    return Image.new("RGB", (32, 32))
+
+
+def _decode(data: bytes):
+    from PIL import Image
+
+    with Image.open(_io.BytesIO(data)) as img:
+        return img.convert("RGB")
+
+
+def embed(dataset: PairDataset, embedder: embed_model.Embedder, cfg: ScoreConfig) -> tuple[np.ndarray, ...]:
+    """Image and text embeddings of every row, and which images were readable."""
+    import torch
+
+    loader = torch.utils.data.DataLoader(
+        dataset, batch_size=cfg.batch_size, shuffle=False, num_workers=cfg.workers,
+        pin_memory=embedder.device == "cuda", prefetch_factor=4 if cfg.workers else None,
+        persistent_workers=False,
+    )
+    imgs, txts, oks = [], [], []
+    for images, tokens, readable in loader:
+        imgs.append(embedder.encode_images(images))
+        txts.append(embedder.encode_texts(tokens))
+        oks.append(readable.numpy())
+    if not imgs:
+        d = embedder.encode_images(dataset.blank[None]).shape[1]
+        return np.zeros((0, d), np.float32), np.zeros((0, d), np.float32), np.zeros(0, bool)
+    img, txt, ok = np.concatenate(imgs), np.concatenate(txts), np.concatenate(oks)
+    img[~ok] = 0.0  # an unreadable image has no embedding
+    return img, txt, ok
+
+
+def process(job: ShardJob, stats: StageStats) -> pa.Table:
+    cfg = job.cfg.score
+    so = job.cfg.storage_options
+    rows = kept_rows(job.inputs[0], job.cfg)
+    tar_uri = job.inputs[0].removesuffix(".parquet") + ".tar"
+    spans = tar_spans(tar_uri, so) if rows.num_rows else {}
+    ids = rows["id"].to_pylist()
+    text_col = "caption" if "caption" in rows.column_names else "alt_text"
+    captions = [c or "" for c in rows[text_col].to_pylist()]
+    embedder = embed_model.load(cfg)
+    dataset = PairDataset(tar_uri, so, [spans.get(f"{i}.jpg") for i in ids], captions,
+                          embedder.preprocess, embedder.tokenizer)
+    img, txt, ok = embed(dataset, embedder, cfg)
+    if (~ok).any():
+        stats.error(IMAGE_UNREADABLE, int((~ok).sum()))
+    similarity = np.einsum("ij,ij->i", img, txt)
+    nsfw = NSFW_SCORERS[cfg.nsfw_model](img, embedder, cfg) if len(img) else np.zeros(0)
+    reasons = [check(bool(r), float(s), cfg) or "" for r, s in zip(ok, nsfw, strict=True)]
+    _save_npy(img, job.side("_img.npy"), so)
+    _save_npy(txt, job.side("_txt.npy"), so)
+    rows = rows.append_column("similarity", pa.array(similarity.astype(np.float32), pa.float32()))
+    rows = rows.append_column("nsfw_score", pa.array(np.asarray(nsfw, np.float32), pa.float32()))
+    rows = rows.append_column("model", pa.array([embedder.name] * len(ids), pa.string()))
+    rows = rows.append_column("emb_row", pa.array(np.arange(len(ids)), pa.int64()))
+    return with_reasons(rows, reasons)
+
+
+def _save_npy(x: np.ndarray, uri: str, storage_options: dict) -> None:
+    buf = _io.BytesIO()
+    np.save(buf, x.astype(np.float16))
+    with io.atomic_write(uri, "wb", storage_options) as f:
+        f.write(buf.getvalue())
+
+
+def write_xcom(summary: dict, path: str = XCOM_PATH) -> None:
+    """Leave the shard summary where the pod's XCom sidecar picks it up."""
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    with open(path, "w") as f:
+        json.dump(summary, f)
+
+
+def main(argv: list[str] | None = None) -> dict:
+    """Pod entrypoint: score one shard in the pipeline layout (skip if done, lineage), push the summary."""
+    parser = argparse.ArgumentParser(prog="python -m danqing.stages.score")
+    parser.add_argument("--crawl", required=True)
+    parser.add_argument("--shard", type=int, required=True)
+    parser.add_argument("--input", required=True, help="the download stage's parquet URI")
+    parser.add_argument("--overrides", default="{}", help="JSON of PipelineConfig overrides")
+    parser.add_argument("--run-id", default="cli")
+    parser.add_argument("--try-number", type=int, default=1)
+    parser.add_argument("--xcom", default="", help=f"write the summary here (the pod uses {XCOM_PATH})")
+    args = parser.parse_args(argv)
+    cfg = PipelineConfig.from_overrides(json.loads(args.overrides))
+    summary = run_shard("score", args.crawl, args.shard, [args.input], cfg,
+                        lineage.Attempt(args.run_id, args.try_number))
+    if args.xcom:
+        write_xcom(summary, args.xcom)
+    print(json.dumps(summary))
+    return summary
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,1 @@
+"""Caption text checks: language, cleaning, quality, density, safety (one concern a module)."""

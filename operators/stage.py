@@ -1,0 +1,124 @@
+"""Airflow tasks for the pipeline: each body is one call into danqing and returns a small dict.
+
+Tasks pass URIs (a shard number and the upstream output's URI), never data.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from airflow.sdk import get_current_context, task
+
+from operators.alerts import page_on_failure
+
+# Exponential backoff between tries; every task is idempotent (it replaces its own output).
+DEFAULT_ARGS = {
+    "retries": 3,
+    "retry_delay": timedelta(seconds=30),
+    "retry_exponential_backoff": 2.0,
+    "max_retry_delay": timedelta(minutes=30),
+    "on_failure_callback": page_on_failure,
+}
+
+
+def pipeline_config(params: dict):
+    """The run's PipelineConfig: defaults, the `config` param's overrides, then the form fields."""
+    from danqing.config import PipelineConfig
+
+    overrides = dict(params.get("config") or {})
+    overrides["source"] = {
+        **overrides.get("source", {}),
+        "kind": params["source"],
+        "warcs_per_shard": params["shard_size"],
+        "max_warcs": params["max_warcs"],
+    }
+    cfg = PipelineConfig.from_overrides(overrides)
+    if cfg.root.startswith("s3://") and not cfg.storage_options:
+        from operators.storage import s3_storage_options
+
+        cfg = cfg.model_copy(update={"storage_options": s3_storage_options()})
+    return cfg
+
+
+def _context():
+    """Config, crawl id and attempt of the running task."""
+    from danqing.lineage import Attempt
+
+    ctx = get_current_context()
+    params = ctx["params"]
+    return pipeline_config(params), params["crawl_id"], Attempt(ctx["run_id"], ctx["ti"].try_number)
+
+
+@task
+def fetch_index() -> str:
+    """Copy the crawl's warc.paths.gz into the run's storage; returns its URI."""
+    from danqing.stages import discover
+
+    cfg, crawl, _ = _context()
+    return discover.fetch_index(cfg, crawl)
+
+
+@task
+def plan(index_uri: str) -> list[dict]:
+    """Plan shards; one dict per shard (number and plan URI) to map over."""
+    from danqing import paths
+    from danqing.stages import plan as planner
+
+    cfg, crawl, _ = _context()
+    return [{"shard": s, "uri": paths.plan_uri(cfg.root, crawl)} for s in planner.plan(cfg, crawl, index_uri)]
+
+
+def shard_task(stage: str):
+    """A mapped task running `stage` on one shard; `src` is the upstream task's summary."""
+
+    @task(task_id=stage, map_index_template="{{ shard_label }}")
+    def run(src: dict) -> dict:
+        from danqing.shard import run_shard
+
+        get_current_context()["shard_label"] = f"shard {src['shard']:05d}"
+        cfg, crawl, attempt = _context()
+        if stage == "extract":
+            from danqing.stages.plan import shard_inputs
+
+            inputs = shard_inputs(cfg, crawl, src["shard"])
+        else:
+            inputs = [src["uri"]]
+        return run_shard(stage, crawl, src["shard"], inputs, cfg, attempt)
+
+    return run
+
+
+@task
+def dedup(scored: list[dict]) -> list[dict]:
+    """Dedup across all shards of the crawl (and earlier releases); one summary per shard."""
+    from danqing.stages import dedup as dedupe
+
+    cfg, crawl, attempt = _context()
+    return dedupe.run(cfg, crawl, sorted(s["uri"] for s in scored), attempt)
+
+
+@task
+def publish(assembled: list[dict]) -> dict:
+    """Swap in the crawl's release folder: parquet, tars, manifest, dataset card."""
+    from danqing.stages.publish import publish as publish_release
+
+    cfg, crawl, attempt = _context()
+    return publish_release(cfg, crawl, [a["uri"] for a in assembled], attempt)
+
+
+@task
+def new_crawl_runs() -> list[dict]:
+    """One danqing_snapshot trigger per crawl not yet processed, newest first."""
+    from danqing.config import PipelineConfig
+    from danqing.stages.discover import pending_crawls
+
+    params = get_current_context()["params"]
+    cfg = PipelineConfig.from_overrides({"source": {"kind": "commoncrawl"}})
+    return [
+        {
+            "trigger_run_id": f"crawl__{crawl}",
+            "conf": {"crawl_id": crawl, "source": "commoncrawl", "shard_size": params["shard_size"],
+                     "max_warcs": params["max_warcs"], "config": {}},
+        }
+        for crawl in pending_crawls(cfg, params["collinfo_url"], params["limit"])
+    ]

@@ -1,0 +1,63 @@
+"""The shard runner: skip when done, replace on rerun, leave nothing partial, record lineage."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pyarrow as pa
+import pytest
+
+from danqing import io, lineage, paths
+from danqing.shard import run_shard, with_reasons
+
+
+def _keep_even(job, stats):
+    numbers = list(range(10))
+    stats.error("record_corrupt")
+    return with_reasons(pa.table({"id": [str(n) for n in numbers]}), ["" if n % 2 == 0 else "odd" for n in numbers])
+
+
+def test_run_writes_output_stats_and_lineage(cfg):
+    summary = run_shard("refine", "CC-MAIN-2025-47", 3, ["in.parquet"], cfg, lineage.Attempt("run1", 1),
+                        process=_keep_even)
+    assert summary == {"stage": "refine", "shard": 3, "uri": paths.shard_uri(cfg.root, "CC-MAIN-2025-47", "refine", 3),
+                       "total": 10, "kept": 5, "skipped": False}
+    assert io.read_parquet(summary["uri"]).num_rows == 10
+    marker = io.read_json(paths.stats_uri(cfg.root, "CC-MAIN-2025-47", "refine", 3))
+    assert marker["stats"]["dropped"] == {"odd": 5}
+    assert marker["stats"]["errors"] == {"record_corrupt": 1}
+    assert marker["outputs"][summary["uri"]] == io.checksum(summary["uri"])
+    [row] = lineage.latest(cfg.lineage, "CC-MAIN-2025-47")
+    assert (row["stage"], row["shard"], row["run_id"], row["count_in"], row["count_out"]) == ("refine", 3, "run1", 10, 5)
+    assert row["config_hash"] == cfg.hash()
+
+
+def test_second_run_skips_and_changed_config_reruns(cfg):
+    calls = []
+
+    def counting(job, stats):
+        calls.append(job.shard)
+        return _keep_even(job, stats)
+
+    run_shard("refine", "c", 0, ["a"], cfg, process=counting)
+    assert run_shard("refine", "c", 0, ["a"], cfg, process=counting)["skipped"] is True
+    assert calls == [0]
+    changed = cfg.model_copy(update={"refine": cfg.refine.model_copy(update={"max_unknown_tokens": 1})})
+    assert changed.hash() != cfg.hash()
+    assert run_shard("refine", "c", 0, ["a"], changed, process=counting)["skipped"] is False
+    assert calls == [0, 0]
+
+
+def test_killed_run_leaves_no_marker_and_rerun_replaces(cfg):
+    def dies(job, stats):
+        with io.atomic_write(job.side(".tar")) as f:
+            f.write(b"partial")
+            raise KeyboardInterrupt  # a worker killed mid-write
+
+    with pytest.raises(KeyboardInterrupt):
+        run_shard("download", "c", 1, ["a"], cfg, process=dies)
+    assert not io.exists(paths.stats_uri(cfg.root, "c", "download", 1))
+    assert not io.exists(paths.shard_uri(cfg.root, "c", "download", 1, ".tar"))
+    assert list((Path(cfg.root) / "c" / "download").glob("*")) == []  # no temp files left behind
+    run_shard("download", "c", 1, ["a"], cfg, process=_keep_even)
+    assert io.read_parquet(paths.shard_uri(cfg.root, "c", "download", 1)).num_rows == 10
