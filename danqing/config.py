@@ -39,15 +39,15 @@ class SourceConfig(Section):
     # fsspec options for reading the source (WARCs, index), e.g. {"endpoint_url": ...} for s3.
     storage_options: dict[str, Any] = {}
     # Reading: a token bucket per worker and host, retries with backoff that honour SlowDown / 429.
-    requests_per_s: float = Field(20.0, gt=0)
-    burst: int = Field(20, ge=1)
+    requests_per_s: float = Field(50.0, gt=0)
+    burst: int = Field(50, ge=1)
     retries: int = Field(8, ge=0)
     backoff_s: float = Field(1.0, ge=0)
     max_backoff_s: float = Field(60.0, ge=0)
     timeout_s: float = Field(60.0, gt=0)
     # Two selected ranges of a WARC closer than this are fetched in one request (the gap is discarded).
     max_gap_bytes: int = Field(64_000, ge=0)
-    prefetch: int = Field(4, ge=1, description="range requests in flight per open input")
+    prefetch: int = Field(8, ge=1, description="range requests in flight per open input")
 
 
 class ExtractConfig(Section):
@@ -57,18 +57,22 @@ class ExtractConfig(Section):
     domain_blacklist: list[str] = []
     max_html_bytes: int = 2_000_000
     min_img_side_px: int = 2  # width/height attributes at or under this are tracking pixels
+    # Nesting past this is an HTML bomb (parse time grows with depth x tags); checked on pages with many tags.
+    max_html_depth: int = 1000
+    # Text safety past the keyword floor: "module:function" of a caption, truthy = unsafe; empty = none.
+    safety_classifier: str = ""
 
 
 class RefineConfig(Section):
     # Language: short captions fool fastText, so the share of Han characters decides first.
-    sure_han_share: float = 0.7  # at or above (no kana/hangul): Chinese whatever fastText says
+    sure_han_share: float = 0.5  # at or above (no kana/hangul): Chinese whatever fastText says
     min_han_share: float = 0.3  # below: not Chinese whatever fastText says
     min_zh_score: float = 0.5  # in between: fastText's zh/wuu/yue probability must reach this
     max_kana_share: float = 0.2  # of script units; any kana plus a fastText "ja" verdict also drops
     max_hangul_share: float = 0.2
     max_unknown_tokens: int = 5  # under the scoring model's tokenizer (score.tokenizer)
     # Normalized token entropy H/log2(n); calibrated on the 50 real DanQing captions (density.py).
-    min_entropy_ratio: float = 0.7
+    min_entropy_ratio: float = 0.75
     safety_categories: list[str] = ["porn", "gambling", "ads", "political"]
     # "module:function" taking a caption and returning a category name or None; "" = keyword lists only.
     safety_classifier: str = ""
@@ -113,11 +117,20 @@ class VisualConfig(Section):
     min_hist_entropy_bits: float = 3.0
 
 
-if "PodConfig" not in globals():
-    class PodConfig(Section):
-        """PLACEHOLDER: the download helper's edit dropped the score owner's PodConfig here; owner, restore it."""
+class PodConfig(Section):
+    """Where the GPU scoring pod runs in production (operators/scoring.py); local runs ignore it."""
 
-        model_config = ConfigDict(extra="allow")
+    image: str = "ghcr.io/danqing-pipeline/scorer:0.1.0"  # built from docker/Dockerfile.scorer
+    namespace: str = "danqing"
+    kubernetes_conn_id: str = "kubernetes_default"
+    service_account: str = ""
+    gpus: int = Field(1, ge=0)
+    cpu: str = "8"
+    memory: str = "32Gi"
+    node_selector: dict[str, str] = {"nvidia.com/gpu.present": "true"}
+    tolerations: list[dict[str, str]] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
+    startup_timeout_s: int = 900  # GPU nodes scale from zero and pull a large image
+    env: dict[str, str] = {}  # e.g. DANQING_ROOT, DANQING_LINEAGE_URL for the pod (secrets: use env_from)
 
 
 class ScoreConfig(Section):
@@ -146,6 +159,9 @@ class ScoreConfig(Section):
 
 class DedupConfig(Section):
     max_cosine_distance: float = 0.1  # image embeddings closer than this are one group
+    # Per scoring model (name or "name:weights"), where 0.1 does not fit. danqing-tiny is random:
+    # every image looks alike to it (median cosine 0.94), but re-encoded copies stay under 1e-4.
+    model_max_cosine_distance: dict[str, float] = {"danqing-tiny": 0.0003}
     max_phash_distance: int = Field(4, ge=0, le=15)  # hamming bits on the 64-bit perceptual hash
     batch_shards: int = Field(16, ge=1)  # shards per in-batch group; cross-batch then spans the crawl
     ivf_min_rows: int = 50_000  # at or past this many vectors, range search uses an IVF index

@@ -43,6 +43,9 @@ class Attempt:
     try_number: int = 1
 
 
+CLI = Attempt()
+
+
 @lru_cache(maxsize=8)
 def engine(url: str) -> sa.Engine:
     if url.startswith("sqlite:///"):
@@ -55,7 +58,7 @@ def engine(url: str) -> sa.Engine:
 
 
 def record(url: str, **row) -> None:
-    row.setdefault("created_at", dt.datetime.now(dt.timezone.utc))
+    row.setdefault("created_at", dt.datetime.now(dt.UTC))
     with engine(url).begin() as conn:
         conn.execute(runs.insert().values(**row))
 

@@ -27,7 +27,7 @@ class TokenBucket:
         while True:
             with self._lock:
                 self._refill(self._clock())
-                if self._tokens >= 1:
+                if self._tokens >= 1 - 1e-9:  # float crumbs must not cost another sleep
                     self._tokens -= 1
                     return waited
                 need = (1 - self._tokens) / self.rate

@@ -54,7 +54,7 @@ Process = Callable[[ShardJob, StageStats], pa.Table]
 
 
 def run_shard(stage: str, crawl: str, shard: int, inputs: list[str], cfg: PipelineConfig,
-              attempt: lineage.Attempt = lineage.Attempt(), process: Process | None = None) -> dict:
+              attempt: lineage.Attempt = lineage.CLI, process: Process | None = None) -> dict:
     """Run `stage` on one shard and return a small summary (fits an XCom)."""
     job = ShardJob(cfg, crawl, stage, shard, list(inputs))
     marker = paths.stats_uri(cfg.root, crawl, stage, shard)

@@ -12,7 +12,8 @@ from danqing import io
 def write_tar(uri: str, members: Iterable[tuple[str, bytes]], storage_options: dict | None = None) -> int:
     """Write (name, data) members in the given order; returns how many were written."""
     n = 0
-    with io.atomic_write(uri, "wb", storage_options) as f, tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar:
+    with (io.atomic_write(uri, "wb", storage_options) as f,
+          tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar):
         for name, data in members:
             info = tarfile.TarInfo(name)
             info.size = len(data)

@@ -133,7 +133,7 @@ class _Backend:
                 f.seek(start)
                 data = f.read(end - start)
         else:
-            data = http.with_retries(lambda: _fs_call(self.fs.cat_file, self.path, start, end),
+            data = http.with_retries(lambda: _fs_call(self.fs.cat_file, self.path, start=start, end=end),
                                      http.host_of(self.uri), self.src)
         if len(data) != end - start:
             raise http.SourceError(f"{self.uri}: asked for {end - start} bytes at {start}, got {len(data)}")
@@ -147,10 +147,10 @@ class _Backend:
         return f
 
 
-def _fs_call(fn, *args):
+def _fs_call(fn, *args, **kwargs):
     """Call an fsspec method, turning throttling and transient errors into Retryable."""
     try:
-        return fn(*args)
+        return fn(*args, **kwargs)
     except (FileNotFoundError, PermissionError):
         raise
     except OSError as e:
@@ -170,6 +170,9 @@ class _WholeRaw(_io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def tell(self) -> int:
+        return self.pos
 
     def file_offset(self, pos: int) -> int:
         return self.start + pos
@@ -228,9 +231,13 @@ class _RangeRaw(_io.RawIOBase):
         self._depth = max(1, src.prefetch)
         self.ranges_done = 0
         self._current: memoryview | None = None
+        self._pos = 0
 
     def readable(self) -> bool:
         return True
+
+    def tell(self) -> int:  # fastwarc asks where the stream starts
+        return self._pos
 
     def file_offset(self, pos: int) -> int:
         i = bisect.bisect_right(self._starts, pos) - 1
@@ -263,6 +270,7 @@ class _RangeRaw(_io.RawIOBase):
         n = min(len(buf), len(self._current))
         buf[:n] = self._current[:n]
         self._current = self._current[n:]
+        self._pos += n
         return n
 
     def close(self) -> None:

@@ -28,14 +28,19 @@ def airflow(env: dict, *args: str) -> str:
     return out.stdout
 
 
+def airflow_json(env: dict, *args: str) -> list:
+    """Output of an `airflow ... -o json` command; Airflow may print warnings before the JSON."""
+    lines = airflow(env, *args, "-o", "json").splitlines()
+    return next((json.loads(line) for line in reversed(lines) if line.startswith(("[", "{"))), [])
+
+
 def wait_for_dag(env: dict, deadline: float) -> None:
     while time.monotonic() < deadline:
         try:
-            errors = airflow(env, "dags", "list-import-errors", "-o", "json")
-            if json.loads(errors or "[]"):
+            errors = airflow_json(env, "dags", "list-import-errors")
+            if errors:
                 raise SystemExit(f"DAG import errors:\n{errors}")
-            listed = json.loads(airflow(env, "dags", "list", "-o", "json") or "[]")
-            if any(d["dag_id"] == DAG_ID for d in listed):
+            if any(d["dag_id"] == DAG_ID for d in airflow_json(env, "dags", "list")):
                 return
         except (RuntimeError, json.JSONDecodeError):
             pass  # the metadata DB is still being created
@@ -44,15 +49,16 @@ def wait_for_dag(env: dict, deadline: float) -> None:
 
 
 def run_state(env: dict, run_id: str) -> str:
-    runs = json.loads(airflow(env, "dags", "list-runs", DAG_ID, "-o", "json") or "[]")
+    runs = airflow_json(env, "dags", "list-runs", DAG_ID)
     return next((r["state"] for r in runs if r["run_id"] == run_id), "queued")
 
 
 def main() -> int:
-    from danqing import paths, report
-    from danqing.config import SAMPLE_CRAWL_ID, PipelineConfig
     from danqing.sample.crawl import build_sample_crawl
     from danqing.sample.imageserver import ImageServer
+
+    from danqing import paths, report
+    from danqing.config import SAMPLE_CRAWL_ID, PipelineConfig
 
     port = free_port()
     env = airflow_env(port)
@@ -67,6 +73,8 @@ def main() -> int:
         try:
             deadline = time.monotonic() + TIMEOUT_S
             wait_for_dag(env, deadline)
+            # New DAGs start paused, so the monthly refresh does not reach for the internet here.
+            airflow(env, "dags", "unpause", DAG_ID)
             run_id = f"demo__{SAMPLE_CRAWL_ID}__{int(time.time())}"
             conf = {"crawl_id": SAMPLE_CRAWL_ID, "source": "sample", "shard_size": 2, "max_warcs": 0,
                     "config": {"download": {"host_overrides": images.host_overrides, "allow_loopback": True}}}

@@ -14,7 +14,7 @@ from conftest import ROOT
 def dagbag():
     from airflow.dag_processing.dagbag import DagBag
 
-    return DagBag(dag_folder=str(ROOT / "dags"), include_examples=False)
+    return DagBag(dag_folder=str(ROOT / "dags"))
 
 
 def test_no_import_errors(dagbag):
@@ -55,7 +55,8 @@ def test_dag_files_import_fast_without_heavy_modules():
         "import sys, time; t = time.monotonic();"
         f"sys.path.insert(0, {str(ROOT / 'dags')!r});"
         "import danqing_snapshot, danqing_discover;"
-        "heavy = [m for m in ('torch', 'open_clip', 'pyarrow', 'duckdb', 'danqing.stages.extract') if m in sys.modules];"
+        "heavy = [m for m in ('torch', 'open_clip', 'pyarrow', 'duckdb', 'danqing.stages.extract')"
+        " if m in sys.modules];"
         "print(heavy, round(time.monotonic() - t, 2))"
     )
     started = time.monotonic()

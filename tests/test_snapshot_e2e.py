@@ -23,7 +23,7 @@ pytestmark = pytest.mark.slow
 def snapshot_dag():
     from airflow.dag_processing.dagbag import DagBag
 
-    dag = DagBag(dag_folder=str(ROOT / "dags" / "danqing_snapshot.py"), include_examples=False).get_dag(
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "danqing_snapshot.py")).get_dag(
         "danqing_snapshot")
     for task in dag.tasks:
         task.retries = 0  # a failure here should fail the test now, not after backoff

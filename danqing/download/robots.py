@@ -39,8 +39,8 @@ def noai(header_values: list[str], user_agent: str) -> bool:
     return False
 
 
-# fetch(url) -> (http status, body) or None when the server could not be reached.
-Fetch = Callable[[str], Awaitable[tuple[int, bytes] | None]]
+# fetch(url) -> (http status, body), or the reason code of a failure to reach the server at all.
+Fetch = Callable[[str], Awaitable[tuple[int, bytes] | str]]
 
 
 class RobotsCache:
@@ -59,22 +59,27 @@ class RobotsCache:
         if fut is None:
             fut = self._rules[origin] = asyncio.ensure_future(self._load(origin))
         rules = await fut
-        if rules is None:
-            return ROBOTS_UNREACHABLE
+        if isinstance(rules, str):
+            return rules
         if rules is True or rules.can_fetch(url, agent_token(self.user_agent)):
             return None
         return ROBOTS_DISALLOWED
 
     async def _load(self, origin: str):
-        """Protego rules; True = no rules (4xx: allow all); None = unreachable (RFC 9309: disallow)."""
+        """Protego rules; True = no rules (4xx: allow all); a reason code when there is no answer.
+
+        A server error on robots.txt means "assume complete disallow" (RFC 9309): robots_unreachable,
+        transient so a rerun asks again. A host that cannot be reached at all fails with the reason
+        its images would fail with (timeout, DNS...), since none of them can be fetched either.
+        """
         from protego import Protego
 
         got = await self._fetch(f"{origin}/robots.txt")
-        if got is None:
-            return None
+        if isinstance(got, str):
+            return got
         status, body = got
         if 200 <= status < 300:
             return Protego.parse(body.decode("utf-8", "replace"))
         if 400 <= status < 500:
             return True
-        return None
+        return ROBOTS_UNREACHABLE

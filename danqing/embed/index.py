@@ -24,9 +24,10 @@ def _ip_index(base: np.ndarray, cfg: DedupConfig):
     else:
         nlist = int(min(16_384, max(64, 4 * np.sqrt(n))))
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        index.cp.spherical = True  # unit centroids: cells by angle, as the threshold is
+        index.cp.niter = 10
         rng = np.random.default_rng(0)  # fixed training sample: same index, same decisions on rerun
-        sample = base[np.sort(rng.choice(n, size=min(n, 64 * nlist), replace=False))]
-        index.train(sample)
+        index.train(base[np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))])
         index.nprobe = cfg.ivf_nprobe
     index.add(base)
     return index
@@ -60,7 +61,7 @@ def _range(queries: np.ndarray, index, min_sim: float) -> tuple[np.ndarray, np.n
     heads, tails = [], []
     for start in range(0, len(queries), QUERY_CHUNK):
         lims, _, found = index.range_search(queries[start:start + QUERY_CHUNK], min_sim)
-        heads.append(start + np.repeat(np.arange(len(lims) - 1), np.diff(lims)))
+        heads.append(start + np.repeat(np.arange(len(lims) - 1), np.diff(lims).astype(np.int64)))
         tails.append(found.astype(np.int64))
     return np.concatenate(heads), np.concatenate(tails)
 
@@ -77,7 +78,7 @@ def phash_pairs(hashes: np.ndarray, max_bits: int) -> tuple[np.ndarray, np.ndarr
     index = faiss.IndexBinaryMultiHash(64, nhash, 64 // nhash)
     index.add(codes)
     lims, _, found = index.range_search(codes, max_bits + 1)  # binary radius is exclusive
-    a = np.repeat(np.arange(len(codes)), np.diff(lims))
+    a = np.repeat(np.arange(len(codes)), np.diff(lims).astype(np.int64))
     b = found.astype(np.int64)
     keep = a < b
     return a[keep], b[keep]
@@ -114,7 +115,10 @@ def released_dir(cfg: PipelineConfig, crawl: str | None = None) -> str:
 
 
 def save_released(cfg: PipelineConfig, crawl: str, table: pa.Table, emb: np.ndarray) -> str:
-    """Write one crawl's entry (embeddings first; ids.parquet last marks it complete)."""
+    """Write one crawl's entry (embeddings first; ids.parquet last marks it complete).
+
+    table: id, sha256 and model (embeddings of different models are never compared).
+    """
     folder = released_dir(cfg, crawl)
     so = cfg.storage_options
     buf = _io.BytesIO()
@@ -125,8 +129,8 @@ def save_released(cfg: PipelineConfig, crawl: str, table: pa.Table, emb: np.ndar
     return folder
 
 
-def load_released(cfg: PipelineConfig, exclude: str) -> Released:
-    """Every crawl's released entry but `exclude` (a crawl never dedups against its own release)."""
+def load_released(cfg: PipelineConfig, exclude: str, model: str) -> Released:
+    """Released images of every crawl but `exclude` (never its own release) embedded by `model`."""
     so = cfg.storage_options
     fs, root = io.fs_for(released_dir(cfg), so)
     ids: list[str] = []
@@ -138,6 +142,8 @@ def load_released(cfg: PipelineConfig, exclude: str) -> Released:
         if crawl == exclude or not io.exists(f"{folder}/ids.parquet", so):
             continue
         table = io.read_parquet(f"{folder}/ids.parquet", storage_options=so)
+        if table.num_rows == 0 or table["model"][0].as_py() != model:
+            continue
         with io.open_uri(f"{folder}/embeddings.npy", "rb", so) as f:
             embs.append(np.load(_io.BytesIO(f.read())).astype(np.float32))
         ids += table["id"].to_pylist()

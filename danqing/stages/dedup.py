@@ -85,6 +85,14 @@ def decide(c: Candidates, cfg: DedupConfig, released: emb_index.Released | None 
     return Decisions(reasons, dup_of)
 
 
+def for_model(cfg: DedupConfig, model: str) -> DedupConfig:
+    """cfg with the distance threshold of the scoring model that made the embeddings."""
+    for key in (model, model.split(":", 1)[0]):
+        if key in cfg.model_max_cosine_distance:
+            return cfg.model_copy(update={"max_cosine_distance": cfg.model_max_cosine_distance[key]})
+    return cfg
+
+
 def _embedding_groups(rows: np.ndarray, c: Candidates, cfg: DedupConfig, drop, reason: str) -> None:
     x = c.emb[rows]
     labels = components(len(rows), *emb_index.close_pairs(x, cfg))
@@ -127,14 +135,16 @@ def _column(table: pa.Table, name: str) -> list[str]:
 
 
 def run(cfg: PipelineConfig, crawl: str, score_uris: list[str],
-        attempt: lineage.Attempt = lineage.Attempt()) -> list[dict]:
+        attempt: lineage.Attempt | None = None) -> list[dict]:
     """Decide duplicates over the whole crawl once, then write each shard; returns per-shard summaries."""
+    attempt = attempt or lineage.Attempt()
     uris = sorted(score_uris, key=shard_of)
     if all(_done(cfg, crawl, shard_of(u), u) for u in uris):
         return [run_shard("dedup", crawl, shard_of(u), [u], cfg, attempt, process=_already_done) for u in uris]
     tables = [kept_rows(u, cfg) for u in uris]
-    released = emb_index.load_released(cfg, exclude=crawl) if cfg.dedup.released_index else None
-    decisions = decide(candidates(cfg, tables, uris), cfg.dedup, released)
+    model = next((t["model"][0].as_py() for t in tables if t.num_rows), "")
+    released = emb_index.load_released(cfg, crawl, model) if cfg.dedup.released_index else None
+    decisions = decide(candidates(cfg, tables, uris), for_model(cfg.dedup, model), released)
     summaries, start = [], 0
     for uri, table in zip(uris, tables, strict=True):
         end = start + table.num_rows
@@ -170,17 +180,20 @@ def add_release(cfg: PipelineConfig, crawl: str, uris: list[str]) -> dict:
     uris: the crawl's released shard parquets (e.g. assemble outputs, named by shard); their
     embeddings are looked up by id in the same crawl's score outputs. Rewrites the crawl's entry.
     """
-    ids, shas, embs = [], [], []
+    ids, shas, models, embs = [], [], [], []
     for uri in sorted(uris, key=shard_of):
-        rows = kept_rows(uri, cfg) if _has_reasons(uri, cfg) else io.read_parquet(uri, storage_options=cfg.storage_options)
+        so = cfg.storage_options
+        rows = kept_rows(uri, cfg) if _has_reasons(uri, cfg) else io.read_parquet(uri, storage_options=so)
         score_uri = paths.shard_uri(cfg.root, crawl, "score", shard_of(uri))
-        scored = io.read_parquet(score_uri, ["id", "emb_row"], cfg.storage_options)
+        scored = io.read_parquet(score_uri, ["id", "emb_row", "model"], cfg.storage_options)
         emb_row = dict(zip(scored["id"].to_pylist(), scored["emb_row"].to_pylist(), strict=True))
         emb = load_embeddings(score_uri.removesuffix(".parquet") + "_img.npy", cfg.storage_options)
         ids += rows["id"].to_pylist()
         shas += _column(rows, "sha256")
+        models += scored["model"].to_pylist()[:1] * rows.num_rows
         embs.append(emb[[emb_row[i] for i in rows["id"].to_pylist()]])
-    table = pa.table({"id": pa.array(ids, pa.string()), "sha256": pa.array(shas, pa.string())})
+    table = pa.table({"id": pa.array(ids, pa.string()), "sha256": pa.array(shas, pa.string()),
+                      "model": pa.array(models, pa.string())})
     emb = np.concatenate(embs) if embs else np.zeros((0, 1), np.float32)
     folder = emb_index.save_released(cfg, crawl, table, emb)
     return {"crawl": crawl, "released_index": folder, "images": len(ids)}

@@ -7,7 +7,9 @@ which skips the ~95% of a crawl that is not Chinese.
 
 from __future__ import annotations
 
+import contextlib
 import gzip
+import itertools
 import json
 import math
 from collections.abc import Iterable, Iterator
@@ -24,18 +26,20 @@ def plan(cfg: PipelineConfig, crawl: str, index_uri: str) -> list[int]:
         warcs = warcs[: cfg.source.max_warcs]
     base = source_base(cfg)
     if cfg.source.index_url:
-        records = select_records(cfg, crawl, warcs if cfg.source.max_warcs else None)
-        shards = list(range_shards(records, len(records), base, cfg.source))
+        with _index(cfg, crawl, warcs if cfg.source.max_warcs else None) as (n, records):
+            count = write_plan(cfg, crawl, range_shards(records, n, base, cfg.source))
     else:
-        shards = [[base + p for p in chunk] for chunk in split(warcs, cfg.source.warcs_per_shard,
-                                                                cfg.source.max_shards)]
-    write_plan(cfg, crawl, shards)
-    return list(range(len(shards)))
+        chunks = split(warcs, cfg.source.warcs_per_shard, cfg.source.max_shards)
+        count = write_plan(cfg, crawl, ([base + p for p in chunk] for chunk in chunks))
+    return list(range(count))
 
 
 def shard_inputs(cfg: PipelineConfig, crawl: str, shard: int) -> list[str]:
     """The input specs of one shard (reads only that shard's file, not the whole plan)."""
-    return io.read_json(_shard_file(cfg, crawl, shard), cfg.storage_options)["inputs"]
+    so = cfg.storage_options
+    if io.exists(_shard_file(cfg, crawl, shard), so):
+        return io.read_json(_shard_file(cfg, crawl, shard), so)["inputs"]
+    return io.read_json(paths.plan_uri(cfg.root, crawl), so)[shard]["inputs"]  # a plan written elsewhere
 
 
 def read_paths(uri: str, cfg: PipelineConfig) -> list[str]:
@@ -70,46 +74,80 @@ def range_shards(records: Iterable[tuple[str, int, int]], n: int, base: str,
         yield [warcsource.format_spec(base + name, ranges) for name, ranges in by_warc.items()]
 
 
-def select_records(cfg: PipelineConfig, crawl: str, warcs: list[str] | None) -> list[tuple[str, int, int]]:
+def select_records(cfg: PipelineConfig, crawl: str, warcs: list[str] | None = None) -> list[tuple[str, int, int]]:
     """(warc_filename, offset, length) of 200 HTML records in the wanted languages, sorted."""
+    with _index(cfg, crawl, warcs) as (_, records):
+        return list(records)
+
+
+_QUERY = """
+    SELECT warc_filename, warc_record_offset, warc_record_length, count(*) OVER () AS n
+    FROM read_parquet($table, hive_partitioning = false)
+    WHERE fetch_status = 200
+      AND list_contains($mimes, content_mime_detected)
+      AND len(list_intersect(string_split(content_languages, ','), $langs)) > 0
+      {only_warcs}
+    ORDER BY warc_filename, warc_record_offset
+"""
+
+
+@contextlib.contextmanager
+def _index(cfg: PipelineConfig, crawl: str, warcs: list[str] | None):
+    """DuckDB over the crawl's index parquet: (count, iterator of sorted records), streamed in batches."""
     import duckdb
 
     table = f"{cfg.source.index_url.rstrip('/')}/crawl={crawl}/subset=warc/*.parquet"
     con = duckdb.connect()
     try:
         if "://" in table and not table.startswith("file://"):
+            # DuckDB's own httpfs cannot be installed here; fsspec (s3fs...) reads for it.
             fs, _ = io.fs_for(table, cfg.source.storage_options or cfg.storage_options)
             con.register_filesystem(fs)
-        table = table.removeprefix("file://")
-        where = ""
+        only = ""
         if warcs is not None:
             import pyarrow as pa
 
             con.register("wanted", pa.table({"warc_filename": warcs}))
-            where = "AND warc_filename IN (SELECT warc_filename FROM wanted)"
-        query = f"""
-            SELECT warc_filename, warc_record_offset, warc_record_length
-            FROM read_parquet($table, hive_partitioning = false)
-            WHERE fetch_status = 200
-              AND list_contains($mimes, content_mime_detected)
-              AND len(list_intersect(string_split(content_languages, ','), $langs)) > 0
-              {where}
-            ORDER BY warc_filename, warc_record_offset
-        """
-        params = {"table": table, "mimes": cfg.source.index_mimes, "langs": cfg.extract.languages}
-        return [tuple(r) for r in con.execute(query, params).fetchall()]
+            only = "AND warc_filename IN (SELECT warc_filename FROM wanted)"
+        params = {"table": table.removeprefix("file://"), "mimes": cfg.source.index_mimes,
+                  "langs": cfg.extract.languages}
+        batches = iter(con.execute(_QUERY.format(only_warcs=only), params).to_arrow_reader(100_000))
+        first = next(batches, None)
+        n = first.column(3)[0].as_py() if first is not None and first.num_rows else 0
+
+        def records() -> Iterator[tuple[str, int, int]]:
+            for batch in itertools.chain([first] if first is not None else [], batches):
+                names, offsets, lengths = (batch.column(i).to_pylist() for i in range(3))
+                yield from zip(names, offsets, lengths, strict=True)
+
+        yield n, records()
     finally:
         con.close()
 
 
-def write_plan(cfg: PipelineConfig, crawl: str, shards: list[list[str]]) -> None:
-    """One file per shard (what a task reads), then shards.json last: the plan is complete once it exists."""
+def write_plan(cfg: PipelineConfig, crawl: str, shards: Iterable[list[str]]) -> int:
+    """One file per shard (what a task reads), then shards.json: the plan is complete once it exists.
+
+    Streams: memory holds a few shards, not the plan. Returns the number of shards.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
     so = cfg.storage_options
-    for i, inputs in enumerate(shards):
-        io.write_json({"shard": i, "inputs": inputs}, _shard_file(cfg, crawl, i), so)
-    with io.atomic_write(paths.plan_uri(cfg.root, crawl), "wb", so) as f:
-        lines = ",\n".join(json.dumps({"shard": i, "inputs": inputs}) for i, inputs in enumerate(shards))
-        f.write(f"[\n{lines}\n]\n".encode())
+    count, pending = 0, []
+    with io.atomic_write(paths.plan_uri(cfg.root, crawl), "wb", so) as f, ThreadPoolExecutor(16) as pool:
+        f.write(b"[")
+        for i, inputs in enumerate(shards):
+            entry = {"shard": i, "inputs": inputs}
+            # each per-shard write waits on fsync or an upload: overlap them, a bounded number at a time
+            pending.append(pool.submit(io.write_json, entry, _shard_file(cfg, crawl, i), so))
+            if len(pending) >= 64:
+                pending.pop(0).result()
+            f.write(f"{',' if i else ''}\n{json.dumps(entry)}".encode())
+            count = i + 1
+        f.write(b"\n]\n")
+        for fut in pending:
+            fut.result()
+    return count
 
 
 def _shard_file(cfg: PipelineConfig, crawl: str, shard: int) -> str:

@@ -19,9 +19,8 @@ from danqing.config import PipelineConfig
 from danqing.records import KEPT
 
 
-
 def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
-            attempt: lineage.Attempt = lineage.Attempt()) -> dict:
+            attempt: lineage.Attempt = lineage.CLI) -> dict:
     """Write {release_root}/{crawl}/ from the assembled shards; returns a small summary."""
     final = paths.release_dir(cfg.release_root, crawl)
     if not _is_local(final):

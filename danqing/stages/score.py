@@ -176,8 +176,9 @@ def main(argv: list[str] | None = None) -> dict:
     parser.add_argument("--shard", type=int, required=True)
     parser.add_argument("--input", required=True, help="the download stage's parquet URI")
     parser.add_argument("--overrides", default="{}", help="JSON of PipelineConfig overrides")
-    parser.add_argument("--run-id", default="cli")
-    parser.add_argument("--try-number", type=int, default=1)
+    # The pod operator sets these from the task instance (templated env vars).
+    parser.add_argument("--run-id", default=os.environ.get("DANQING_RUN_ID", "cli"))
+    parser.add_argument("--try-number", type=int, default=int(os.environ.get("DANQING_TRY_NUMBER", "1")))
     parser.add_argument("--xcom", default="", help=f"write the summary here (the pod uses {XCOM_PATH})")
     args = parser.parse_args(argv)
     cfg = PipelineConfig.from_overrides(json.loads(args.overrides))

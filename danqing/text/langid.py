@@ -73,16 +73,18 @@ def predict(text: str, k: int = 3) -> dict[str, float]:
     return dict(zip(labels, (float(p) for p in probs), strict=True))
 
 
-def zh_score(labels: dict[str, float]) -> float:
-    return sum(labels.get(label, 0.0) for label in ZH_LABELS)
+def zh_score(labels: dict[str, float], kana: bool) -> float:
+    """fastText's probability of Chinese; without kana its "ja" is Han text too (it says ja for 返回顶部)."""
+    score = sum(labels.get(label, 0.0) for label in ZH_LABELS)
+    return score if kana else score + labels.get("__label__ja", 0.0)
 
 
 def check(text: str, cfg: RefineConfig) -> str | None:
     """The drop reason, or None when the caption reads as Chinese."""
     s = scripts(text)
-    if s.hangul and s.share(s.hangul) >= cfg.max_hangul_share:
+    if s.hangul and s.share(s.hangul) > cfg.max_hangul_share:
         return LANG_KOREAN
-    if s.kana and s.share(s.kana) >= cfg.max_kana_share:
+    if s.kana and s.share(s.kana) > cfg.max_kana_share:
         return LANG_JAPANESE
     han = s.share(s.han)
     if han < cfg.min_han_share:
@@ -92,6 +94,6 @@ def check(text: str, cfg: RefineConfig) -> str | None:
     labels = predict(text)
     if s.kana and max(labels, key=labels.get) == "__label__ja":
         return LANG_JAPANESE
-    if han >= cfg.sure_han_share or zh_score(labels) >= cfg.min_zh_score:
+    if han >= cfg.sure_han_share or zh_score(labels, bool(s.kana)) >= cfg.min_zh_score:
         return None
     return LANG_NOT_CHINESE

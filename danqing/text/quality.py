@@ -2,9 +2,12 @@
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import logging
 import re
 from functools import cache
+from pathlib import Path
 
 from danqing.text.data import word_list
 
@@ -16,7 +19,7 @@ CAPTION_UNKNOWN_TOKENS = "caption_unknown_tokens"
 _PATTERNS = [
     r"(?:https?://|www\.)\S+",
     r"[\w\-.]+\.(?:jpe?g|png|gif|webp|bmp|svg|tiff?|ico|avif|heic|html?|php|aspx?)\b",
-    r"[¥￥$€£]?\d+(?:[.,]\d+)*\s*(?:元|块|rmb|usd|起|包邮)",
+    r"[¥￥$€£]?\d+(?:[.,]\d+)*(?:\s*(?:元|块|rmb|usd|起|包邮|/件))+",
     r"第\s*\d+\s*[页张篇章幅]|共\s*\d+\s*[页张篇幅]",
 ]
 _LETTER = re.compile(r"[^\W\d_]")
@@ -54,7 +57,8 @@ def has_noun(caption: str) -> bool:
     posseg = _posseg()
     if any(_is_noun(pair.flag) for pair in posseg.cut(caption, HMM=False)):
         return True
-    # The HMM tags words the dictionary lacks (new brand and product names).
+    # The HMM tags words the dictionary lacks (new brand and product names). It re-tags only runs of
+    # single characters, so a dictionary word tagged noun above would stay one here.
     return any(_is_noun(pair.flag) for pair in posseg.cut(caption))
 
 
@@ -77,11 +81,39 @@ class UnknownTokens:
         return list(getattr(ids, "ids", ids)).count(self.unk_id)
 
 
+def byte_level(tokenizer_name: str) -> bool:
+    """True when open_clip gives this model its byte-level BPE, read from the model's config JSON.
+
+    Deciding without importing open_clip (and torch) saves a refine worker seconds per process.
+    Mirrors open_clip.get_tokenizer: a schema (hf-hub:, local-dir:), an hf_tokenizer_name or a
+    SigLIP name means an HF tokenizer; a name whose config is not found here is left to open_clip.
+    """
+    if ":" in tokenizer_name or "siglip" in tokenizer_name.lower():
+        return False
+    from danqing.embed.model import TINY, TINY_CONFIG
+
+    if tokenizer_name == TINY:
+        config = TINY_CONFIG
+    else:
+        spec = importlib.util.find_spec("open_clip")
+        folder = Path(next(iter(spec.submodule_search_locations))) if spec else Path()
+        path = folder / "model_configs" / f"{tokenizer_name}.json"
+        if not path.is_file():
+            return False
+        config = json.loads(path.read_text(encoding="utf-8"))
+    return not config.get("text_cfg", {}).get("hf_tokenizer_name")
+
+
 @cache
 def unknown_tokens(tokenizer_name: str) -> UnknownTokens:
     """The adapter for open_clip's tokenizer of that name, built once per process."""
+    if byte_level(tokenizer_name):
+        return UnknownTokens(None)
     import open_clip
 
+    from danqing.embed.model import register
+
+    register()  # makes the project's own model names (danqing-tiny) known to open_clip
     return UnknownTokens(open_clip.get_tokenizer(tokenizer_name))
 
 

@@ -18,26 +18,31 @@ UNSAFE_OTHER = "unsafe_other"  # a classifier category without a list of its own
 REASONS = {"porn": UNSAFE_PORN, "gambling": UNSAFE_GAMBLING, "ads": UNSAFE_ADS, "political": UNSAFE_POLITICAL}
 
 # Contact bait in captions: a mainland mobile number, or a WeChat/QQ id after its label.
-_CONTACT = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)|(?:qq|微信|vx|wx|v信)(?:号|群)?[:：]?[a-z0-9_-]{5,}")
+# The label needs a colon or 号/群, so model numbers such as WX12345 pass.
+_CONTACT = re.compile(r"(?<!\d)1[3-9]\d{9}(?!\d)|(?:qq|微信|vx|wx|v信)(?:[:：]|[号群][:：]?)[a-z0-9_-]{5,}")
 _SPACES = re.compile(r"\s+")
 
 
 class Keywords:
-    """Keyword -> category for the enabled categories, looked up by substring length (no regex scan)."""
+    """Keyword -> category for the enabled categories, indexed by first character (no regex scan)."""
 
     def __init__(self, categories: tuple[str, ...]):
         self.category: dict[str, str] = {}
         for category in categories:
             for word in word_list(f"safety_{category}"):
                 self.category.setdefault(word, category)
-        self.lengths = sorted({len(w) for w in self.category})
+        # Most characters start no keyword, so most positions cost one dict lookup.
+        lengths: dict[str, set[int]] = {}
+        for word in self.category:
+            lengths.setdefault(word[0], set()).add(len(word))
+        self.lengths = {first: sorted(ns) for first, ns in lengths.items()}
 
     def find(self, key: str) -> str | None:
         """The category of the first keyword in key (lowercased, spaces removed), or None."""
-        lookup = self.category.get
-        for i in range(len(key)):
-            for n in self.lengths:
-                category = lookup(key[i:i + n])
+        starts = self.lengths.get
+        for i, ch in enumerate(key):
+            for n in starts(ch, ()):
+                category = self.category.get(key[i:i + n])
                 if category is not None:
                     return category
         return None

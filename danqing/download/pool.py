@@ -1,0 +1,121 @@
+"""Decode pools the event loop awaits: worker processes on pipes (default), or threads."""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import os
+import pickle
+import sys
+from concurrent.futures import ThreadPoolExecutor
+
+from danqing.download import decode as dec
+from danqing.download.worker import HEADER
+
+PER_WORKER = 2  # bodies queued at a worker: it never waits on the round trip
+
+
+class ThreadPool:
+    """PIL and numpy release the GIL for most of a decode; measured slower than processes on 2 cores."""
+
+    def __init__(self, settings: dec.Settings, workers: int):
+        self.settings, self._executor = settings, ThreadPoolExecutor(workers, thread_name_prefix="decode")
+
+    async def decode(self, body: bytes) -> dict:
+        loop = asyncio.get_running_loop()
+        try:
+            return await loop.run_in_executor(self._executor, dec.decode, body, self.settings)
+        except Exception:  # noqa: BLE001 - an unexpected decoder error is an undecodable image
+            return {"reason": dec.DOWNLOAD_UNDECODABLE}
+
+    async def close(self) -> None:
+        self._executor.shutdown(wait=True)
+
+
+class _Worker:
+    def __init__(self, proc: asyncio.subprocess.Process):
+        self.proc = proc
+        self.pending: collections.deque[tuple[bytes, asyncio.Future]] = collections.deque()
+        self.reader: asyncio.Task | None = None
+
+
+class ProcessPool:
+    """`workers` decode processes; results come back in order on each worker's pipe.
+
+    A worker that dies (a decoder crash on a hostile file) costs the image it was on: that one
+    is undecodable, the ones queued behind it go to a fresh worker.
+    """
+
+    def __init__(self, settings: dec.Settings, workers: int):
+        self.settings, self.n = settings, workers
+        self._workers: list[_Worker] = []
+        self._slots = asyncio.Semaphore(workers * PER_WORKER)
+        self._closing = False
+
+    async def start(self) -> ProcessPool:
+        self._workers = [await self._spawn() for _ in range(self.n)]
+        return self
+
+    async def _spawn(self) -> _Worker:
+        proc = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "danqing.download.worker", stdin=asyncio.subprocess.PIPE,
+            stdout=asyncio.subprocess.PIPE, limit=1 << 24)
+        w = _Worker(proc)
+        _send(w, pickle.dumps(self.settings))
+        w.reader = asyncio.create_task(self._read(w))
+        return w
+
+    async def decode(self, body: bytes) -> dict:
+        async with self._slots:
+            w = min(self._workers, key=lambda w: len(w.pending))
+            fut = asyncio.get_running_loop().create_future()
+            w.pending.append((body, fut))
+            _send(w, body)
+            return await fut
+
+    async def _read(self, w: _Worker) -> None:
+        stream = w.proc.stdout
+        try:
+            while w.pending or not self._closing:
+                head = await stream.readexactly(HEADER.size)
+                (n,) = HEADER.unpack(head)
+                result = pickle.loads(await stream.readexactly(n))
+                _, fut = w.pending.popleft()
+                if not fut.done():
+                    fut.set_result(result)
+        except (asyncio.IncompleteReadError, ConnectionError):
+            if not self._closing or w.pending:
+                await self._replace(w)
+
+    async def _replace(self, dead: _Worker) -> None:
+        """The head of the dead worker's queue crashed it; the rest go to a fresh worker."""
+        if dead.pending:
+            _, fut = dead.pending.popleft()
+            if not fut.done():
+                fut.set_result({"reason": dec.DOWNLOAD_UNDECODABLE})
+        fresh = await self._spawn()
+        self._workers[self._workers.index(dead)] = fresh
+        for body, fut in dead.pending:
+            fresh.pending.append((body, fut))
+            _send(fresh, body)
+
+    async def close(self) -> None:
+        self._closing = True
+        for w in self._workers:
+            w.proc.stdin.close()
+        for w in self._workers:
+            await w.proc.wait()
+            if w.reader is not None:
+                w.reader.cancel()
+
+
+def _send(w: _Worker, data: bytes) -> None:
+    w.proc.stdin.write(HEADER.pack(len(data)))
+    w.proc.stdin.write(data)
+
+
+async def open_pool(settings: dec.Settings, kind: str, workers: int):
+    workers = workers or os.cpu_count() or 1
+    if kind == "thread":
+        return ThreadPool(settings, workers)
+    return await ProcessPool(settings, workers).start()

@@ -1,0 +1,147 @@
+"""Serve the sample crawl's image hosts on loopback, routed by the Host header.
+
+Files live at {sample}/www/<host>/<path>; {sample}/www/_server.json adds per-URL delays and
+headers and per-host robots.txt. Content-Type is sniffed from the bytes, so a .jpg that
+holds HTML is served as text/html, like a real misconfigured CDN.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import posixpath
+import signal
+import sys
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from urllib.parse import urlsplit
+
+_MAGIC = [(b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
+          (b"RIFF", "image/webp")]
+
+
+def sniff(data: bytes) -> str:
+    """Content-Type from the first bytes."""
+    for magic, ctype in _MAGIC:
+        if data.startswith(magic):
+            return ctype
+    head = data[:64].lstrip().lower()
+    if head.startswith((b"<!doctype html", b"<html", b"<")):
+        return "text/html; charset=utf-8"
+    return "application/octet-stream"
+
+
+class _Handler(BaseHTTPRequestHandler):
+    server_version = "danqing-sample/1.0"
+    protocol_version = "HTTP/1.1"
+
+    def do_GET(self) -> None:  # noqa: N802 (http.server names)
+        self._reply(body=True)
+
+    def do_HEAD(self) -> None:  # noqa: N802
+        self._reply(body=False)
+
+    def _reply(self, body: bool) -> None:
+        www: Path = self.server.www
+        rules: dict = self.server.rules
+        host = (self.headers.get("Host") or "").split(":", 1)[0].lower()
+        path = posixpath.normpath(urlsplit(self.path).path)
+        key = f"{host}{path}"
+        delay = rules.get("delay_s", {}).get(key)
+        if delay:
+            time.sleep(delay)
+        if path == "/robots.txt" and host in rules.get("robots", {}):
+            return self._send(200, rules["robots"][host].encode(), "text/plain", {}, body)
+        file = (www / host / path.lstrip("/")).resolve()
+        if not host or host[0] in "._" or not file.is_relative_to(www / host) or not file.is_file():
+            return self._send(404, b"not found\n", "text/plain", {}, body)
+        data = file.read_bytes()
+        self._send(200, data, sniff(data), rules.get("headers", {}).get(key, {}), body)
+
+    def _send(self, status: int, data: bytes, ctype: str, headers: dict, body: bool) -> None:
+        self.send_response(status)
+        self.send_header("Content-Type", ctype)
+        self.send_header("Content-Length", str(len(data)))
+        for name, value in headers.items():
+            self.send_header(name, value)
+        self.end_headers()
+        if body:
+            self.wfile.write(data)
+
+    def log_message(self, format, *args) -> None:  # quiet: tests and the demo read their own logs
+        pass
+
+
+class _Server(ThreadingHTTPServer):
+    daemon_threads = True
+
+    def handle_error(self, request, client_address) -> None:
+        if not isinstance(sys.exc_info()[1], ConnectionError):  # a client that gave up (timeouts) is normal
+            super().handle_error(request, client_address)
+
+
+class ImageServer:
+    """Context manager: the sample crawl's image hosts on 127.0.0.1, a free port, in a thread."""
+
+    def __init__(self, sample_dir: str, port: int = 0):
+        www = Path(sample_dir).resolve() / "www"
+        rules_file = www / "_server.json"
+        self.hosts = sorted(p.name for p in www.iterdir() if p.is_dir())
+        self.httpd = _Server(("127.0.0.1", port), _Handler)
+        self.httpd.www = www
+        self.httpd.rules = json.loads(rules_file.read_text()) if rules_file.exists() else {}
+        self._thread: threading.Thread | None = None
+
+    @property
+    def address(self) -> str:
+        host, port = self.httpd.server_address[:2]
+        return f"{host}:{port}"
+
+    @property
+    def host_overrides(self) -> dict[str, str]:
+        """Fake host -> this server, for DownloadConfig.host_overrides."""
+        return {host: self.address for host in self.hosts}
+
+    def start(self) -> ImageServer:
+        self._thread = threading.Thread(target=self.httpd.serve_forever, name="sample-images", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self.httpd.shutdown()
+        self.httpd.server_close()
+        if self._thread is not None:
+            self._thread.join()
+
+    def __enter__(self) -> ImageServer:
+        return self.start()
+
+    def __exit__(self, *exc) -> None:
+        self.stop()
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(description="Serve the sample crawl's images until killed.")
+    parser.add_argument("sample_dir")
+    parser.add_argument("--address-file", help="write 127.0.0.1:PORT here once listening")
+    parser.add_argument("--port", type=int, default=0)
+    args = parser.parse_args(argv)
+    server = ImageServer(args.sample_dir, args.port)
+    stopped = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stopped.set())
+    with server:
+        if args.address_file:
+            tmp = Path(f"{args.address_file}.tmp")
+            tmp.write_text(server.address)
+            tmp.replace(args.address_file)
+        print(f"serving {len(server.hosts)} hosts on {server.address}", flush=True)
+        try:
+            stopped.wait()
+        except KeyboardInterrupt:
+            pass
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,163 @@
+"""Stage 3: fetch every kept pair's image, decode it safely, apply the visual filters, store a tar.
+
+Architecture (danqing/download/): fetcher (async HTTP, limits, retries, breaker), guard (SSRF),
+robots (opt-outs), decode (sniff, bomb guard, resize, hashes), pool + worker (decode processes
+fed over pipes by the event loop), cache (resume).
+Each distinct URL is fetched once per shard; rows sharing it share the result.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections import defaultdict
+from urllib.parse import urlsplit
+
+import pyarrow as pa
+
+from danqing import tario
+from danqing.config import PipelineConfig
+from danqing.download import decode as dec
+from danqing.download.cache import ResultCache
+from danqing.download.fetcher import Fetcher, error_class
+from danqing.download.pool import open_pool
+from danqing.shard import ShardJob, kept_rows, with_reasons
+from danqing.stats import StageStats
+
+DOWNLOAD_DUPLICATE_ID = "download_duplicate_id"
+
+# Columns this stage adds, in order (img2dataset's names where they exist).
+COLUMNS = [
+    ("status", pa.string()), ("error_class", pa.string()), ("http_status", pa.int32()),
+    ("attempts", pa.int32()), ("bytes", pa.int64()), ("format", pa.string()),
+    ("width", pa.int32()), ("height", pa.int32()),  # the source image, after EXIF orientation
+    ("stored_width", pa.int32()), ("stored_height", pa.int32()),  # the JPEG in the tar
+    ("sha256", pa.string()), ("phash", pa.string()),  # of the stored JPEG
+    ("pixel_std", pa.float64()), ("laplacian_var", pa.float64()), ("entropy_bits", pa.float64()),
+]
+# How this run went, not what the image is: kept out of the tar so reruns give identical bytes.
+_RUN_COLUMNS = ("status", "error_class", "attempts")
+
+
+def process(job: ShardJob, stats: StageStats) -> pa.Table:
+    cfg = job.cfg
+    rows = kept_rows(job.inputs[0], cfg)
+    settings = dec.Settings.of(cfg)
+    cache = ResultCache(job.out.removesuffix(".parquet") + "_cache", settings.fingerprint(), cfg.storage_options)
+    cached = cache.load() if cfg.download.resume != "off" else {}
+    urls = [u or "" for u in rows["url"].to_pylist()]
+    distinct = set(urls)
+    todo = [u for u in distinct if not _reusable(cached.get(u), cfg.download.resume)]
+    if len(distinct) > len(todo):
+        stats.error("download_cached", len(distinct) - len(todo))
+    fresh = _run_loop(fetch_all(schedule(todo), cfg, settings, stats, cache)) if todo else {}
+    results = {**cached, **fresh}
+
+    records = rows.to_pylist()
+    seen: set[str] = set()
+    reasons, extra, members = [], defaultdict(list), []
+    for rec in records:
+        r = results[rec["url"] or ""]
+        reason = r["reason"]
+        if rec["id"] in seen:
+            reason = DOWNLOAD_DUPLICATE_ID
+        seen.add(rec["id"])
+        reasons.append(reason)
+        for name, _ in COLUMNS:
+            extra[name].append(r.get(name))
+        extra["status"][-1] = _status(r["reason"])
+        if not reason:
+            members += _members(rec, r)
+    tario.write_tar(job.side(".tar"), sorted(members), cfg.storage_options)
+    table = rows
+    for name, typ in COLUMNS:
+        table = table.append_column(name, pa.array(extra[name], typ))
+    return with_reasons(table, reasons)
+
+
+def schedule(urls: list[str]) -> list[str]:
+    """Deterministic order that interleaves hosts, so no host's queue holds up the others."""
+    by_host: dict[str, list[str]] = defaultdict(list)
+    for url in sorted(urls):
+        by_host[_host(url)].append(url)
+    ranked = [(i, host, url) for host, group in by_host.items() for i, url in enumerate(group)]
+    return [url for _, _, url in sorted(ranked)]
+
+
+async def fetch_all(urls: list[str], cfg: PipelineConfig, settings: dec.Settings, stats: StageStats,
+                    cache: ResultCache | None = None) -> dict[str, dict]:
+    """url -> result (reason, error_class, sizes, hashes, jpg) for every URL; never raises per URL."""
+    d = cfg.download
+    loop = asyncio.get_running_loop()
+    results: dict[str, dict] = {}
+    writes = []
+    # Bounds bodies held in memory while the decoders catch up.
+    inflight = asyncio.Semaphore(2 * d.concurrency)
+
+    async def one(url: str) -> None:
+        async with inflight:
+            got = await fetcher.fetch(url)
+            r = {"reason": got.reason, "http_status": got.http_status, "attempts": got.attempts,
+                 "bytes": len(got.body) if got.body is not None else None}
+            if not got.reason:
+                r.update(await decoders.decode(got.body))
+        r["error_class"] = error_class(r["reason"])
+        results[url] = r
+        if cache is not None:
+            cache.add(url, r)
+            if len(cache) >= d.cache_flush_every:
+                writes.append(loop.run_in_executor(None, cache.write, cache.take()))
+
+    decoders = await open_pool(settings, d.decode_pool, d.decode_workers)
+    try:
+        async with Fetcher(d, stats) as fetcher:
+            await asyncio.gather(*(one(u) for u in urls))
+    finally:
+        if cache is not None:
+            writes.append(loop.run_in_executor(None, cache.write, cache.take()))
+        await asyncio.gather(*writes)
+        await decoders.close()
+    return results
+
+
+def _host(url: str) -> str:
+    try:
+        return urlsplit(url).hostname or ""
+    except ValueError:
+        return ""
+
+
+def _reusable(r: dict | None, mode: str) -> bool:
+    """May a cached result stand? transient: all but transient failures; failed: successes and visual verdicts."""
+    if r is None or mode == "off":
+        return False
+    if mode == "failed":
+        return r["reason"] == "" or r["reason"].startswith("visual_")
+    return r["error_class"] != "transient"
+
+
+def _status(reason: str) -> str:
+    if not reason:
+        return "success"
+    if reason.startswith("visual_"):
+        return "filtered"
+    if reason.startswith("robots_"):
+        return "opted_out"
+    return "failed"
+
+
+def _members(rec: dict, r: dict) -> list[tuple[str, bytes]]:
+    key = rec["id"]
+    caption = rec.get("caption") or rec.get("alt_text") or ""
+    meta = {"key": key, "url": rec["url"], "caption": caption, "page_url": rec.get("page_url"),
+            **{name: r.get(name) for name, _ in COLUMNS if name not in _RUN_COLUMNS}}
+    return [(f"{key}.jpg", r["jpg"]), (f"{key}.txt", caption.encode()),
+            (f"{key}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())]
+
+
+def _run_loop(coro):
+    try:
+        import uvloop
+    except ImportError:
+        return asyncio.run(coro)
+    return uvloop.run(coro)

@@ -1,0 +1,117 @@
+"""The scoring task, built in one place: a GPU pod in production, in-process locally.
+
+In a DAG, `score_task().expand(src=downloaded)` maps it over the download stage's shard
+summaries (dicts with "shard" and "uri") and yields one score summary per shard, whichever
+the mode. The mode is read when the DAG file is parsed: `score_task(mode)` or the
+DANQING_SCORE_MODE environment variable, "local" (default) or "kubernetes".
+
+- local: operators.stage's shard task, i.e. danqing.shard.run_shard("score", ...) in the worker.
+- kubernetes: one KubernetesPodOperator per shard on a GPU node (ScoreConfig.pod: image,
+  namespace, GPUs, node selector, tolerations), running `python -m danqing.stages.score`
+  for the shard, which writes its summary to /airflow/xcom/return.json for the XCom sidecar.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+MODES = ("local", "kubernetes")
+XCOM_PATH = "/airflow/xcom/return.json"  # danqing.stages.score.XCOM_PATH, literal to keep parsing light
+
+
+def score_task(mode: str | None = None, pod=None, task_id: str = "score"):
+    """The scoring task for `mode`; call `.expand(src=<download summaries>)` on the result.
+
+    pod: a danqing.config.PodConfig (default: PipelineConfig().score.pod).
+    """
+    mode = mode or os.environ.get("DANQING_SCORE_MODE", "local")
+    if mode not in MODES:
+        raise ValueError(f"score mode {mode!r} is not one of {MODES}")
+    if mode == "local":
+        from operators import stage
+
+        return stage.shard_task(task_id)
+    return _PodScoring(pod, task_id)
+
+
+class _PodScoring:
+    """Mirrors a @task's `.expand(src=...)` for the pod: shard summary -> pod arguments -> pod."""
+
+    def __init__(self, pod, task_id: str):
+        self.pod, self.task_id = pod, task_id
+
+    def expand(self, src):
+        arguments = pod_arguments_task.override(task_id=f"{self.task_id}_args").expand(src=src)
+        return build_pod_operator(self.pod, task_id=self.task_id, mapped=True).expand(arguments=arguments)
+
+
+def pod_arguments(src: dict, crawl: str, config: dict) -> list[str]:
+    """Arguments of `python -m danqing.stages.score` for one shard."""
+    return ["--crawl", crawl, "--shard", str(src["shard"]), "--input", src["uri"],
+            "--overrides", json.dumps(config, sort_keys=True, ensure_ascii=False), "--xcom", XCOM_PATH]
+
+
+def _pod_config(cfg) -> dict:
+    # Secrets stay out of pod arguments: the pod gets storage credentials and the lineage URL from its env.
+    return cfg.model_dump(mode="json", exclude={"storage_options", "lineage_url"})
+
+
+def _arguments_for_run(src: dict) -> list[str]:
+    from operators.stage import _context
+
+    cfg, crawl, _ = _context()
+    return pod_arguments(src, crawl, _pod_config(cfg))
+
+
+def _make_arguments_task():
+    from airflow.sdk import task
+
+    return task(task_id="score_args")(_arguments_for_run)
+
+
+class _LazyTask:
+    """Build the @task on first use, so importing this module does not import Airflow's SDK."""
+
+    def __getattr__(self, name):
+        return getattr(_make_arguments_task(), name)
+
+
+pod_arguments_task = _LazyTask()
+
+
+def build_pod_operator(pod=None, task_id: str = "score", arguments: list[str] | None = None, mapped: bool = False,
+                       **kwargs):
+    """A KubernetesPodOperator scoring one shard on a GPU node (mapped=True: its `.partial(...)`)."""
+    from airflow.providers.cncf.kubernetes.operators.pod import KubernetesPodOperator
+    from kubernetes.client import models as k8s
+
+    if pod is None:
+        from danqing.config import PipelineConfig
+
+        pod = PipelineConfig().score.pod
+    limits = {"cpu": pod.cpu, "memory": pod.memory}
+    if pod.gpus:
+        limits["nvidia.com/gpu"] = str(pod.gpus)
+    options = dict(
+        task_id=task_id,
+        name=f"danqing-{task_id}",
+        namespace=pod.namespace,
+        kubernetes_conn_id=pod.kubernetes_conn_id,
+        image=pod.image,
+        cmds=["python", "-m", "danqing.stages.score"],
+        env_vars={**pod.env, "DANQING_RUN_ID": "{{ run_id }}", "DANQING_TRY_NUMBER": "{{ ti.try_number }}"},
+        container_resources=k8s.V1ResourceRequirements(requests=dict(limits), limits=limits),
+        node_selector=dict(pod.node_selector),
+        tolerations=[k8s.V1Toleration(**t) for t in pod.tolerations],
+        service_account_name=pod.service_account or None,
+        startup_timeout_seconds=pod.startup_timeout_s,
+        deferrable=True,  # the worker slot is freed while the pod is scheduled and runs
+        get_logs=True,
+        on_finish_action="delete_succeeded_pod",  # failed pods stay for on-call to inspect
+        do_xcom_push=True,
+        **kwargs,
+    )
+    if mapped:
+        return KubernetesPodOperator.partial(**options)
+    return KubernetesPodOperator(arguments=arguments or [], **options)

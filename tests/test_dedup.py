@@ -1,0 +1,159 @@
+"""Dedup: union-find groups, centroid keeper, exact/phash/embedding/released levels, crawl run."""
+
+from __future__ import annotations
+
+import io as _io
+
+import numpy as np
+import pytest
+from PIL import Image
+from score_helpers import examples, write_download_shard
+
+from danqing import io, lineage, paths
+from danqing.config import DedupConfig, PipelineConfig
+from danqing.embed import index as emb_index
+from danqing.embed.unionfind import components, keep_nearest_centroid
+from danqing.shard import run_shard
+from danqing.stages import dedup
+
+D = 16
+
+
+def unit(*coords) -> np.ndarray:
+    v = np.zeros(D, np.float32)
+    v[: len(coords)] = coords
+    return v / np.linalg.norm(v)
+
+
+def at_angle(axis: int, other: int, degrees: float) -> np.ndarray:
+    v = np.zeros(D, np.float32)
+    v[axis], v[other] = np.cos(np.radians(degrees)), np.sin(np.radians(degrees))
+    return v
+
+
+def cands(emb, sha=None, phash=None, batch=None) -> dedup.Candidates:
+    n = len(emb)
+    return dedup.Candidates([f"r{i}" for i in range(n)], sha or [f"s{i}" for i in range(n)],
+                            phash or [""] * n, np.asarray(emb, np.float32),
+                            np.asarray(batch if batch is not None else [0] * n))
+
+
+def test_components_chains_and_singletons():
+    labels = components(7, np.array([0, 1, 4, 6]), np.array([1, 2, 3, 4]))
+    assert labels.tolist() == [0, 0, 0, 3, 3, 5, 3]
+
+
+def test_components_long_chain_reversed():
+    n = 1000
+    labels = components(n, np.arange(n - 1)[::-1], np.arange(1, n)[::-1])
+    assert (labels == 0).all()
+
+
+def test_keeper_is_nearest_the_centroid():
+    x = np.stack([at_angle(0, 1, 0), at_angle(0, 1, 20), at_angle(0, 1, 40), at_angle(2, 3, 0)])
+    keep = keep_nearest_centroid(x, np.array([0, 0, 0, 3]))
+    assert keep.tolist() == [False, True, False, True]
+
+
+def test_decide_chain_exact_phash_singletons():
+    emb = [
+        at_angle(0, 1, 0), at_angle(0, 1, 20), at_angle(0, 1, 40),  # a chain: 0~1~2 but 0 !~ 2
+        at_angle(2, 3, 0),  # exact copy of row 4 (same sha256), kept as the first
+        at_angle(2, 3, 0),
+        at_angle(4, 5, 0), at_angle(6, 7, 0),  # perceptual near-duplicates (3 bits apart)
+        at_angle(8, 9, 0),  # phash 10 bits from row 5: a different image
+        at_angle(10, 11, 0),  # singleton
+    ]
+    sha = ["a", "b", "c", "same", "same", "f", "g", "h", "i"]
+    phash = ["", "", "", "", "", "00000000000000ff", "00000000000000f8", "0000000000ffff03", "zz"]
+    d = dedup.decide(cands(emb, sha, phash), DedupConfig())
+    assert list(d.reasons) == ["duplicate_embedding", "", "duplicate_embedding", "", "duplicate_exact", "",
+                               "duplicate_phash", "", ""]
+    assert d.duplicate_of == ["r1", "", "r1", "", "r3", "", "r5", "", ""]
+
+
+def test_threshold_is_strict():
+    # cosine distance 1 - cos(25.9 deg) = 0.1004 is past the 0.1 threshold; 25.7 deg (0.0989) is not
+    far = dedup.decide(cands([at_angle(0, 1, 0), at_angle(0, 1, 25.9)]), DedupConfig())
+    assert list(far.reasons) == ["", ""]
+    near = dedup.decide(cands([at_angle(0, 1, 0), at_angle(0, 1, 25.7)]), DedupConfig())
+    assert list(near.reasons) == ["", "duplicate_embedding"]  # a tie on the centroid: lowest index stays
+
+
+def test_cross_batch_after_in_batch():
+    emb = [at_angle(0, 1, 0), at_angle(0, 1, 5), at_angle(0, 1, 2), at_angle(2, 3, 0)]
+    d = dedup.decide(cands(emb, batch=[0, 0, 1, 1]), DedupConfig())
+    # batch 0 keeps one of rows 0/1; batch 1 keeps row 2; across batches one of the survivors goes
+    assert sorted(d.reasons) == ["", "", "duplicate_cross_batch", "duplicate_embedding"]
+    assert d.reasons[3] == ""
+
+
+def test_ivf_matches_exact_search():
+    rng = np.random.default_rng(1)
+    base = rng.standard_normal((3000, 32)).astype(np.float32)
+    base /= np.linalg.norm(base, axis=1, keepdims=True)
+    dups = base[:100] + 0.15 * rng.standard_normal((100, 32)).astype(np.float32) / np.sqrt(32)
+    x = np.concatenate([base, dups / np.linalg.norm(dups, axis=1, keepdims=True)])
+    exact = emb_index.close_pairs(x, DedupConfig())
+    ivf = emb_index.close_pairs(x, DedupConfig(ivf_min_rows=100, ivf_nprobe=8))
+    assert len(exact[0]) >= 100
+    assert set(zip(*exact, strict=True)) == set(zip(*ivf, strict=True))
+
+
+def test_released_match():
+    released = emb_index.Released(["old1", "old2"], ["x", "y"], np.stack([at_angle(0, 1, 0), at_angle(2, 3, 0)]))
+    d = dedup.decide(cands([at_angle(0, 1, 3), at_angle(4, 5, 0), at_angle(6, 7, 0)], sha=["n", "o", "y"]),
+                     DedupConfig(), released)
+    assert list(d.reasons) == ["duplicate_released", "", "duplicate_released"]
+    assert d.duplicate_of == ["old1", "", "old2"]
+
+
+def test_shard_of():
+    assert dedup.shard_of("s3://b/c/score/00003.parquet") == 3
+    with pytest.raises(ValueError):
+        dedup.shard_of("s3://b/c/score/x.parquet")
+
+
+def _reencode(data: bytes) -> bytes:
+    buf = _io.BytesIO()
+    Image.open(_io.BytesIO(data)).convert("RGB").save(buf, "JPEG", quality=60)
+    return buf.getvalue()
+
+
+def _score(cfg: PipelineConfig, crawl: str, shard: int, pairs) -> str:
+    return run_shard("score", crawl, shard, [write_download_shard(cfg, crawl, shard, pairs)], cfg)["uri"]
+
+
+def test_crawl_run_then_recrawl_adds_only_new(cfg):
+    pairs = [(n.split(".")[0], c, d) for n, c, d in examples(12)]
+    a0 = _score(cfg, "CC-A", 0, pairs[:6])
+    # shard 1 repeats image 0 byte for byte (new id) and image 1 re-encoded
+    extra = [("copy0", "同一张图", pairs[0][2]), ("re1", "再编码", _reencode(pairs[1][2]))]
+    a1 = _score(cfg, "CC-A", 1, pairs[6:] + extra)
+    summaries = dedup.run(cfg, "CC-A", [a1, a0], lineage.Attempt("run-a", 1))
+    assert [(s["shard"], s["total"], s["kept"]) for s in summaries] == [(0, 6, 6), (1, 8, 6)]
+    out = io.read_parquet(paths.shard_uri(cfg.root, "CC-A", "dedup", 1)).to_pylist()
+    by_id = {r["id"]: r for r in out}
+    assert (by_id["copy0"]["drop_reason"], by_id["copy0"]["duplicate_of"]) == ("duplicate_exact", pairs[0][0])
+    assert by_id["re1"]["drop_reason"] in ("duplicate_phash", "duplicate_embedding", "duplicate_cross_batch")
+    assert sum(r["drop_reason"] == "" for r in out) == 6
+    runs = [r for r in lineage.latest(cfg.lineage, "CC-A") if r["stage"] == "dedup"]
+    assert sorted(r["shard"] for r in runs) == [0, 1] and all(r["run_id"] == "run-a" for r in runs)
+    # a second run skips every shard
+    assert all(s["skipped"] for s in dedup.run(cfg, "CC-A", [a0, a1]))
+
+    released = dedup.add_release(cfg, "CC-A", [paths.shard_uri(cfg.root, "CC-A", "dedup", s) for s in (0, 1)])
+    assert released["images"] == 12
+
+    # the next crawl re-crawls two released images (one re-encoded) and brings two new ones
+    new = [(n.split(".")[0], c, d) for n, c, d in examples(2, start=20)]
+    again = [("again", "旧图", pairs[3][2]), ("again2", "旧图再编码", _reencode(pairs[4][2]))]
+    b0 = _score(cfg, "CC-B", 0, again + new)
+    dedup.run(cfg, "CC-B", [b0])
+    rows = io.read_parquet(paths.shard_uri(cfg.root, "CC-B", "dedup", 0)).to_pylist()
+    assert [(r["id"], r["drop_reason"], r["duplicate_of"]) for r in rows] == [
+        ("again", "duplicate_released", pairs[3][0]), ("again2", "duplicate_released", pairs[4][0]),
+        (new[0][0], "", ""), (new[1][0], "", "")]
+    # rerunning crawl A does not dedup it against its own release
+    cfg2 = cfg.model_copy(update={"dedup": cfg.dedup.model_copy(update={"batch_shards": 1})})
+    assert sum(s["kept"] for s in dedup.run(cfg2, "CC-A", [a0, a1])) == 12

@@ -1,0 +1,239 @@
+"""Stage 3 against a real loopback server that injects every fault the brief lists."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+import tarfile
+import time
+from pathlib import Path
+
+import aiohttp
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+from download_helpers import FaultServer
+
+from danqing import io
+from danqing.config import PipelineConfig
+from danqing.download import guard, robots
+from danqing.download.fetcher import _exception_reason
+from danqing.records import sample_id
+from danqing.shard import run_local
+from danqing.stages.download import schedule
+
+HOST = "img.test"
+
+# path -> (drop_reason, error_class) the shard must end with.
+CASES = {
+    "/img/159500.jpg": ("", ""),
+    "/img/1755201.jpg": ("", ""),
+    "/hop": ("", ""),
+    "/gone.jpg": ("download_not_found", "permanent"),
+    "/flaky/a.jpg": ("", ""),
+    "/down/a.jpg": ("download_http_5xx", "transient"),
+    "/ratelimit/a.jpg": ("", ""),
+    "/slow.jpg": ("download_timeout", "transient"),
+    "/reset.jpg": ("download_connection", "transient"),
+    "/loop/a": ("download_too_many_redirects", "permanent"),
+    "/meta": ("download_blocked_address", "permanent"),
+    "/html": ("download_not_image", "permanent"),
+    "/bomb.png": ("download_decompression_bomb", "permanent"),
+    "/truncated.jpg": ("download_truncated", "permanent"),
+    "/huge.jpg": ("download_too_large", "permanent"),
+    "/gzbomb.jpg": ("download_too_large", "permanent"),
+    "/img/no such.jpg": ("download_not_found", "permanent"),
+    "http://127.0.0.1:1/a.jpg": ("download_connection", "transient"),
+    "/private/a.jpg": ("robots_disallowed", "permanent"),
+    "/noai.jpg": ("robots_noai", "permanent"),
+    "/img/4402408.jpg": ("visual_low_entropy", "permanent"),
+}
+
+
+def make_cfg(root: Path, port: int, **download) -> PipelineConfig:
+    return PipelineConfig.from_overrides({
+        "root": str(root),
+        "download": {"host_overrides": {HOST: f"127.0.0.1:{port}", "meta.test": "169.254.169.254:80"},
+                     "allow_loopback": True, "connect_timeout_s": 1.0, "read_timeout_s": 0.5,
+                     "total_timeout_s": 2.0, "retries": 1, "backoff_s": 0.05, "max_bytes": 1_000_000,
+                     "resize_mode": "center_crop", "image_size_px": 128, "decode_pool": "thread",
+                     "decode_workers": 2, **download},
+    })
+
+
+def write_input(path: Path, urls: list[str]) -> str:
+    rows = [{"id": sample_id("w.warc.gz", i, u, f"alt {i}"), "page_url": f"http://{HOST}/page{i}.html", "url": u,
+             "alt_text": f"alt {i}", "caption": f"图片说明 {i}", "page_language": "zho", "charset": "utf-8",
+             "warc_filename": "w.warc.gz", "warc_record_offset": i, "warc_record_length": 100, "drop_reason": ""}
+            for i, u in enumerate(urls)]
+    uri = str(path / "refine.parquet")
+    io.write_parquet(pa.Table.from_pylist(rows), uri)
+    return uri
+
+
+def run(cfg: PipelineConfig, inp: str, out: Path) -> pa.Table:
+    run_local("download", [inp], str(out / "00000"), cfg)
+    return pq.read_table(out / "00000.parquet")
+
+
+@pytest.fixture
+def server():
+    with FaultServer() as s:
+        yield s
+
+
+def test_every_fault_ends_in_its_status_and_a_rerun_fetches_only_transient_failures(tmp_path, server):
+    cfg = make_cfg(tmp_path / "data", server.port)
+    urls = [p if p.startswith("http") else f"http://{HOST}{p}" for p in CASES]
+    inp = write_input(tmp_path, urls)
+    table = run(cfg, inp, tmp_path / "out")
+    got = {r["url"].removeprefix(f"http://{HOST}"): (r["drop_reason"], r["error_class"]) for r in table.to_pylist()}
+    assert got == CASES
+    assert table["url"].to_pylist() == urls  # every row, same order
+    rows = {r["url"].removeprefix(f"http://{HOST}"): r for r in table.to_pylist()}
+    assert rows["/flaky/a.jpg"]["attempts"] == 2 and rows["/ratelimit/a.jpg"]["attempts"] == 2
+    assert rows["/img/159500.jpg"]["status"] == "success"
+    assert (rows["/img/159500.jpg"]["stored_width"], rows["/img/159500.jpg"]["width"]) == (128, 800)
+    assert len(rows["/img/159500.jpg"]["sha256"]) == 64 and len(rows["/img/159500.jpg"]["phash"]) == 16
+    assert rows["/noai.jpg"]["status"] == "opted_out" and rows["/img/4402408.jpg"]["status"] == "filtered"
+    assert server.hits["/robots.txt"] == 1
+    assert server.hits["/private/a.jpg"] == 0  # robots.txt is asked before the image
+
+    tar1 = (tmp_path / "out" / "00000.tar").read_bytes()
+    with tarfile.open(tmp_path / "out" / "00000.tar") as tar:
+        names = tar.getnames()
+        assert names == sorted(names)
+        assert {m.mtime for m in tar.getmembers()} == {0}
+    kept = sorted(r["id"] for r in table.to_pylist() if not r["drop_reason"])
+    assert names == sorted(f"{k}.{ext}" for k in kept for ext in ("jpg", "json", "txt"))
+
+    before = server.hits.copy()
+    table2 = run(cfg, inp, tmp_path / "out")
+    new = server.hits - before
+    transient = {p for p, (_, cls) in CASES.items() if cls == "transient" and p.startswith("/")}
+    assert {p for p in new if p != "/robots.txt"} == transient
+    assert table2.drop_columns(["attempts"]) == table.drop_columns(["attempts"])
+    assert (tmp_path / "out" / "00000.tar").read_bytes() == tar1
+
+
+def test_resume_modes(tmp_path, server):
+    urls = [f"http://{HOST}/gone.jpg", f"http://{HOST}/down/b.jpg", f"http://{HOST}/img/218517.jpg"]
+    inp = write_input(tmp_path, urls)
+    cfg = make_cfg(tmp_path / "data", server.port, retries=0)
+    run(cfg, inp, tmp_path / "out")
+    before = server.hits.copy()
+    run(cfg.model_copy(update={"download": cfg.download.model_copy(update={"resume": "failed"})}), inp,
+        tmp_path / "out")
+    assert set(server.hits - before) - {"/robots.txt"} == {"/gone.jpg", "/down/b.jpg"}
+    before = server.hits.copy()
+    run(cfg.model_copy(update={"download": cfg.download.model_copy(update={"resume": "off"})}), inp,
+        tmp_path / "out")
+    assert set(server.hits - before) - {"/robots.txt"} == {"/gone.jpg", "/down/b.jpg", "/img/218517.jpg"}
+
+
+def test_killed_run_resumes_without_refetching(tmp_path):
+    with FaultServer(slow_s=30) as server:
+        fast = [f"http://{HOST}/img/{name}" for name in list(server.images)[:12]]
+        urls = fast + [f"http://{HOST}/slow.jpg"]
+        inp = write_input(tmp_path, urls)
+        cfg = make_cfg(tmp_path / "data", server.port, read_timeout_s=60, total_timeout_s=60,
+                       cache_flush_every=1, respect_robots=False)
+        script = ("import sys; from danqing.config import PipelineConfig; from danqing.shard import run_local; "
+                  "run_local('download', [sys.argv[1]], sys.argv[2], PipelineConfig.model_validate_json(sys.argv[3]))")
+        proc = subprocess.Popen([sys.executable, "-c", script, inp, str(tmp_path / "out" / "00000"),
+                                 cfg.model_dump_json()], cwd=Path(__file__).parent.parent)
+        cache = tmp_path / "out" / "00000_cache"
+        deadline = time.monotonic() + 30
+        while len(list(cache.glob("*.parquet"))) < len(fast) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        proc.kill()
+        proc.wait()
+        assert not (tmp_path / "out" / "00000.parquet").exists()
+        before = server.hits.copy()
+        server.slow_s = 0
+        table = run(cfg, inp, tmp_path / "out")
+        assert set(server.hits - before) == {"/slow.jpg"}
+        fresh = run(cfg.model_copy(update={"download": cfg.download.model_copy(update={"resume": "off"})}), inp,
+                    tmp_path / "fresh")
+    assert table["drop_reason"].to_pylist() == [""] * len(urls)
+    assert (tmp_path / "fresh" / "00000.tar").read_bytes() == (tmp_path / "out" / "00000.tar").read_bytes()
+    assert fresh.drop_columns(["attempts"]) == table.drop_columns(["attempts"])
+
+
+def test_process_pool_and_shared_urls(tmp_path, server):
+    url = f"http://{HOST}/img/185765.jpg"
+    inp = write_input(tmp_path, [url, url, f"http://{HOST}/img/197142.jpg"])
+    cfg = make_cfg(tmp_path / "data", server.port, decode_pool="process", resize_mode="keep_ratio")
+    table = run(cfg, inp, tmp_path / "out")
+    assert table["drop_reason"].to_pylist() == ["", "", ""]
+    assert server.hits["/img/185765.jpg"] == 1  # fetched once for both rows
+    assert table["stored_height"].to_pylist()[2] == 128 and table["stored_width"].to_pylist()[2] == 187
+
+
+def test_loopback_refused_unless_allowed_and_breaker_trips(tmp_path, server):
+    urls = [f"http://{HOST}/img/159500.jpg", "http://127.0.0.1:9/x.jpg", "http://meta.test/latest"]
+    cfg = make_cfg(tmp_path / "data", server.port, allow_loopback=False)
+    table = run(cfg, write_input(tmp_path, urls), tmp_path / "out")
+    assert set(table["drop_reason"].to_pylist()) == {"download_blocked_address"}
+    assert sum(server.hits.values()) == 0
+
+    dead = [f"http://dead.test/{i}.jpg" for i in range(12)]
+    cfg = make_cfg(tmp_path / "data", server.port, host_overrides={"dead.test": "127.0.0.1:1"},
+                   host_max_failures=3, retries=0, respect_robots=False, per_host_concurrency=1)
+    run_local("download", [write_input(tmp_path, dead)], str(tmp_path / "dead" / "00000"), cfg)
+    table = pq.read_table(tmp_path / "dead" / "00000.parquet")
+    reasons = table["drop_reason"].to_pylist()
+    assert reasons.count("download_connection") == 3
+    assert reasons.count("download_host_tripped") == 9
+    stats = io.read_json(str(tmp_path / "dead" / "00000_stats.json"))
+    assert stats["stats"]["errors"]["download_host_tripped"] == 1
+    assert stats["stats"]["total"] == stats["stats"]["kept"] + sum(stats["stats"]["dropped"].values())
+
+
+@pytest.mark.parametrize("error, reason", [
+    (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "download_dns"),
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), "download_connection"),
+    (guard.BlockedAddress("x"), "download_blocked_address"),
+])
+def test_dns_failures_by_class(error, reason):
+    """No DNS query leaves the machine in tests, so the resolver's errors are classified directly."""
+    from aiohttp.client_reqrep import ConnectionKey
+
+    key = ConnectionKey("h.test", 80, False, True, None, None, None)
+    assert _exception_reason(aiohttp.ClientConnectorDNSError(key, error)) == reason
+
+
+@pytest.mark.parametrize("ip, allow_loopback, refused", [
+    ("8.8.8.8", False, False), ("127.0.0.1", False, True), ("127.0.0.1", True, False), ("::1", True, False),
+    ("10.1.2.3", True, True), ("172.16.0.1", True, True), ("192.168.1.1", True, True),
+    ("169.254.169.254", True, True), ("::ffff:169.254.169.254", True, True), ("fd00:ec2::254", True, True),
+    ("100.64.0.1", True, True), ("0.0.0.0", True, True), ("224.0.0.1", True, True), ("2606:4700::1", True, False),
+])
+def test_guard_blocked(ip, allow_loopback, refused):
+    assert guard.blocked(ip, allow_loopback) is refused
+
+
+@pytest.mark.parametrize("url, reason", [
+    ("http://example.com/a.jpg", None), ("ftp://example.com/a.jpg", "download_bad_url"),
+    ("http://169.254.169.254/", "download_blocked_address"), ("http://[::1]:80/", "download_blocked_address"),
+    ("http://10.0.0.1/a.jpg", "download_blocked_address"), ("javascript:alert(1)", "download_bad_url"),
+    ("http://example.com:99999/", "download_bad_url"),
+])
+def test_guard_check_url(url, reason):
+    assert guard.check_url(url) == reason
+
+
+@pytest.mark.parametrize("values, opted_out", [
+    (["noai"], True), (["noindex, noimageai"], True), (["NoAI"], True), (["noindex"], False),
+    (["otherbot: noai"], False), (["danqing-pipeline: noai"], True), (["otherbot: noindex, noai"], False),
+    (["otherbot: noindex", "noai"], True), (["unavailable_after: 2030-01-01, noai"], True), ([], False),
+])
+def test_x_robots_tag(values, opted_out):
+    assert robots.noai(values, PipelineConfig().download.user_agent) is opted_out
+
+
+def test_schedule_interleaves_hosts_deterministically():
+    urls = [f"http://a.test/{i}" for i in range(3)] + [f"http://b.test/{i}" for i in range(2)]
+    assert schedule(list(reversed(urls))) == ["http://a.test/0", "http://b.test/0", "http://a.test/1",
+                                              "http://b.test/1", "http://a.test/2"]

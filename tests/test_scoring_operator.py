@@ -1,0 +1,96 @@
+"""The scoring task: the rendered GPU pod spec, the mapped DAG wiring, and the pod's entrypoint run for real."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+from score_helpers import examples, write_download_shard
+
+from danqing import io, lineage
+from danqing.config import PodConfig
+from danqing.stages import score
+from operators.scoring import build_pod_operator, pod_arguments, score_task
+
+POD = PodConfig(image="registry.example/danqing-scorer:1.2", namespace="gpu-jobs", gpus=2,
+                node_selector={"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"},
+                tolerations=[{"key": "nvidia.com/gpu", "operator": "Equal", "value": "present",
+                              "effect": "NoSchedule"}],
+                env={"DANQING_ROOT": "s3://bucket/danqing"})
+
+
+def test_rendered_pod_spec_has_gpu_image_placement_and_command():
+    args = pod_arguments({"shard": 7, "uri": "s3://b/c/download/00007.parquet"}, "CC-MAIN-2025-47", {"root": "s3://b"})
+    pod = build_pod_operator(POD, arguments=args).build_pod_request_obj(dry_run=True)
+    base = next(c for c in pod.spec.containers if c.name == "base")
+    assert base.image == "registry.example/danqing-scorer:1.2"
+    assert base.resources.limits["nvidia.com/gpu"] == "2"
+    assert pod.metadata.namespace == "gpu-jobs"
+    assert pod.spec.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
+    [tol] = pod.spec.tolerations
+    assert (tol.key, tol.operator, tol.value, tol.effect) == ("nvidia.com/gpu", "Equal", "present", "NoSchedule")
+    assert base.command == ["python", "-m", "danqing.stages.score"]
+    assert base.args[:6] == ["--crawl", "CC-MAIN-2025-47", "--shard", "7", "--input", "s3://b/c/download/00007.parquet"]
+    assert base.args[-2:] == ["--xcom", score.XCOM_PATH]
+    assert {e.name: e.value for e in base.env}["DANQING_ROOT"] == "s3://bucket/danqing"
+    assert any(c.name == "airflow-xcom-sidecar" for c in pod.spec.containers)  # do_xcom_push
+
+
+def test_pod_operator_policy():
+    op = build_pod_operator(POD, arguments=[])
+    assert op.deferrable and op.get_logs and op.do_xcom_push
+    assert op.on_finish_action.value == "delete_succeeded_pod"
+
+
+def test_no_gpu_pod_has_no_gpu_limit():
+    pod = build_pod_operator(POD.model_copy(update={"gpus": 0}), arguments=[]).build_pod_request_obj(dry_run=True)
+    assert "nvidia.com/gpu" not in pod.spec.containers[0].resources.limits
+
+
+def test_dag_wiring_maps_pods_over_shards():
+    from airflow.sdk import DAG, task
+
+    @task
+    def downloaded() -> list[dict]:
+        return [{"shard": 0, "uri": "u0"}]
+
+    with warnings.catch_warnings(), DAG("t_kpo", schedule=None) as dag:
+        warnings.simplefilter("ignore")
+        score_task("kubernetes", POD).expand(src=downloaded())
+    assert set(dag.task_ids) == {"downloaded", "score_args", "score"}
+    pod_task = dag.get_task("score")
+    assert pod_task.partial_kwargs["image"] == POD.image
+    assert dag.get_task("score_args").upstream_task_ids == {"downloaded"}
+    assert pod_task.upstream_task_ids == {"score_args"}
+
+    with DAG("t_local", schedule=None) as local_dag:
+        score_task("local").expand(src=downloaded())
+    assert set(local_dag.task_ids) == {"downloaded", "score"}
+    with pytest.raises(ValueError):
+        score_task("slurm")
+
+
+def test_pod_entrypoint_scores_a_shard_and_pushes_xcom(cfg, tmp_path, monkeypatch):
+    pairs = [(n.split(".")[0], c, d) for n, c, d in examples(6)]
+    uri = write_download_shard(cfg, "CC-MAIN-2099-01", 4, pairs)
+    monkeypatch.setenv("DANQING_RUN_ID", "manual__1")
+    monkeypatch.setenv("DANQING_TRY_NUMBER", "2")
+    xcom = tmp_path / "airflow" / "xcom" / "return.json"
+    args = pod_arguments({"shard": 4, "uri": uri}, "CC-MAIN-2099-01", cfg.model_dump(mode="json"))
+    args[args.index("--xcom") + 1] = str(xcom)
+    summary = score.main(args)
+    assert json.loads(xcom.read_text()) == summary
+    assert (summary["shard"], summary["total"], summary["kept"], summary["skipped"]) == (4, 6, 6, False)
+    assert io.read_parquet(summary["uri"]).num_rows == 6
+    [row] = [r for r in lineage.latest(cfg.lineage, "CC-MAIN-2099-01") if r["stage"] == "score"]
+    assert (row["run_id"], row["try_number"]) == ("manual__1", 2)
+    assert score.main(args)["skipped"]
+
+
+def test_operators_module_stays_light():
+    code = "import sys, operators.scoring; assert not {'torch', 'open_clip', 'faiss'} & set(sys.modules)"
+    subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
