@@ -165,7 +165,8 @@ class DedupConfig(Section):
     max_phash_distance: int = Field(4, ge=0, le=15)  # hamming bits on the 64-bit perceptual hash
     batch_shards: int = Field(16, ge=1)  # shards per in-batch group; cross-batch then spans the crawl
     ivf_min_rows: int = 50_000  # at or past this many vectors, range search uses an IVF index
-    ivf_nprobe: int = 16
+    ivf_nprobe: int = 16  # cells probed per query (released index), and per row in the self-join
+    ivf_db_cells: int = Field(3, ge=1)  # self-join: each row also sits in its this many nearest cells
     released_index: bool = True  # also drop images already released for earlier crawls
 
 
@@ -181,7 +182,6 @@ class AlignConfig(Section):
 
 class PublishConfig(Section):
     release_root: str = ""  # empty = {root}/release
-    samples_per_tar: int = 10_000
 
 
 class PipelineConfig(Section):
@@ -205,7 +205,7 @@ class PipelineConfig(Section):
     def hash(self) -> str:
         """Hash of everything that changes outputs (not where they are stored)."""
         data = self.model_dump(exclude={"root", "lineage_url", "storage_options"})
-        del data["download"]["host_overrides"]
+        del data["download"]["host_overrides"], data["source"]["storage_options"]  # loopback map, credentials
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

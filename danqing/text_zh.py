@@ -52,14 +52,12 @@ def words(text: str) -> list[str]:
     return out
 
 
-def max_word_count(text: str) -> int:
-    """An upper bound of word_count without segmenting: every word holds one such character at least."""
-    return len(_WORDLIKE.findall(text))
-
-
 @lru_cache(maxsize=1 << 16)
 def word_count(text: str) -> int:
     """Words in text; cached, since alt texts repeat across pages (logos, banners, product names)."""
+    fast = _fast_cut()
+    if fast and not _SYMBOL.search(text) and _BLOCK.fullmatch(text):
+        return len(fast(text))  # one block of Han, letters and digits only: every token is a word
     return len(words(text))
 
 

@@ -1,20 +1,25 @@
 """Dedup 1M random 512-d embeddings with planted near-duplicates: time, peak memory, recall.
 
 Usage: .venv/bin/python scripts/bench_dedup.py [--n 1000000] [--dim 512] [--planted 10000]
-Planted: pairs (base, copy) at cosine distance 0.02..0.08 and chains of three, plus exact
-(sha256) and perceptual (phash 1-3 bits) copies. Recall = share of planted duplicates that
-end in the same group as their original; false drops = random rows dropped.
+Planted: pairs (base, copy) at cosine distance 0..0.09 and chains of three (each link 0..0.09),
+plus exact (sha256) and perceptual (phash 1-3 bits) copies. Recall = share of planted duplicates
+that end in the same group as their original; false drops = random rows dropped. --check rows:
+the planted rows plus random ones, joined exactly (flat index) and by the cell join, compared.
 """
 
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 
+import faiss
 import numpy as np
+import torch
 
 from danqing.config import DedupConfig
+from danqing.embed import index as emb_index
 from danqing.stages import dedup
 
 
@@ -39,10 +44,10 @@ def build(n: int, dim: int, planted: int, seed: int = 0):
     bases, copies, chain_mid, chain_end = np.split(slots, 4)
     pairs = []
     half = planted // 2
-    # embedding near-duplicates: copies at distance 0.02..0.08; chains base -> mid -> end
-    emb[copies[:half]] = near(emb[bases[:half]], rng, rng.uniform(0.02, 0.08, half))
-    emb[chain_mid[:half]] = near(emb[bases[half:2 * half]], rng, np.full(half, 0.06))
-    emb[chain_end[:half]] = near(emb[chain_mid[:half]], rng, np.full(half, 0.06))
+    # embedding near-duplicates: copies at distance 0..0.09; chains base -> mid -> end
+    emb[copies[:half]] = near(emb[bases[:half]], rng, rng.uniform(0.0, 0.09, half))
+    emb[chain_mid[:half]] = near(emb[bases[half:2 * half]], rng, rng.uniform(0.0, 0.09, half))
+    emb[chain_end[:half]] = near(emb[chain_mid[:half]], rng, rng.uniform(0.0, 0.09, half))
     pairs += zip(bases[:half], copies[:half], strict=True)
     pairs += zip(bases[half:2 * half], chain_mid[:half], strict=True)
     pairs += zip(chain_mid[:half], chain_end[:half], strict=True)
@@ -58,12 +63,31 @@ def build(n: int, dim: int, planted: int, seed: int = 0):
     return dedup.Candidates([str(i) for i in range(n)], sha, phash, emb, np.zeros(n, np.int64)), pairs
 
 
+def check(emb: np.ndarray, pairs: list, rows: int) -> None:
+    """Exact (flat) range search against the cell join on the planted rows plus random fill."""
+    rng = np.random.default_rng(1)
+    planted = np.unique(np.asarray(pairs).ravel())[:rows]
+    rest = np.setdiff1d(np.arange(len(emb)), planted)
+    sub = emb[np.sort(np.r_[planted, rng.choice(rest, rows - len(planted), replace=False)])]
+    t0 = time.perf_counter()
+    exact = set(zip(*emb_index.close_pairs(sub, DedupConfig(ivf_min_rows=len(sub) + 1)), strict=True))
+    t_exact = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    join = set(zip(*emb_index.close_pairs(sub, DedupConfig(ivf_min_rows=1)), strict=True))
+    t_join = time.perf_counter() - t0
+    print(f"check {rows:,} rows: exact {len(exact):,} pairs in {t_exact:.1f} s, cell join {len(join):,} "
+          f"in {t_join:.1f} s, missed {len(exact - join)}, extra {len(join - exact)}")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--planted", type=int, default=10_000)
+    parser.add_argument("--check", type=int, default=50_000, help="rows for the exact comparison (0: skip)")
     args = parser.parse_args()
+    faiss.omp_set_num_threads(2)
+    torch.set_num_threads(2)
     t0 = time.perf_counter()
     cands, pairs = build(args.n, args.dim, args.planted)
     built = time.perf_counter() - t0
@@ -88,6 +112,9 @@ def main() -> None:
     print(f"peak memory     {peak:.2f} GiB (inputs alone {rss_before:.2f} GiB)")
     print(f"recall          {found / len(pairs):.4f} ({found:,}/{len(pairs):,} planted pairs grouped)")
     print(f"false drops     {false_drops}")
+    print(f"load average    {' '.join(f'{v:.1f}' for v in os.getloadavg())} (2 cores)")
+    if args.check:
+        check(cands.emb, pairs, args.check)
     print("dropped         " + ", ".join(f"{r}={c:,}" for r, c in zip(reasons, counts, strict=True)))
 
 

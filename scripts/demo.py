@@ -54,11 +54,10 @@ def run_state(env: dict, run_id: str) -> str:
 
 
 def main() -> int:
-    from danqing.sample.crawl import build_sample_crawl
-    from danqing.sample.imageserver import ImageServer
-
     from danqing import paths, report
     from danqing.config import SAMPLE_CRAWL_ID, PipelineConfig
+    from danqing.sample.crawl import build_sample_crawl
+    from danqing.sample.imageserver import ImageServer
 
     port = free_port()
     env = airflow_env(port)

@@ -334,3 +334,36 @@ def test_nesting_bomb_is_caught_fast():
     normal = ("<ul>" + "<li><img src=a.jpg alt='北欧风格实木餐桌椅组合家用小户型'>" * 6000 + "</ul>").encode()
     page = extract.Page("http://www.b.test/", "<urn:uuid:2>", 0, normal, "utf-8", language="zho")
     assert len(extract.page_rows(page, ExtractConfig(), stats)) == 1  # many tags, shallow: parsed
+
+
+def test_batches_stream_the_same_rows(sample):
+    *_, cfg, inputs, rows, _ = sample
+    batches = list(extract.iter_batches(ShardJob(cfg, "test", "extract", 0, inputs), StageStats(), batch_rows=7))
+    assert len(batches) > 2 and all(b.schema == PAIR_SCHEMA for b in batches)
+    assert [r for b in batches for r in b.to_pylist()] == rows
+
+
+@pytest.mark.parametrize("caption", [
+    "北欧风格实木餐桌椅组合家用小户型", "iPhone新款学生春秋系列操作服务张AX1344_19", "Sylvanian_E62534",
+    "促销价12.5%折扣C++编程入门#1", "㐀㐁㐂中文标题", "東京の桜並木と春の風景", "纯棉短袖T恤 男士 夏季\r\n新款",
+    "a-b&c.d 中文-英文", "价格：￥199元/件【包邮】", "2024_18酒精商用30字体多少"])
+def test_word_count_is_jiebas(caption):
+    import jieba
+
+    from danqing import text_zh
+
+    jieba.initialize()
+    expected = [t for t in jieba.lcut(caption) if text_zh._WORDLIKE.search(t)]  # the definition: jieba, HMM on
+    assert text_zh.words(caption) == expected
+    assert text_zh.word_count(caption) == len(expected)
+
+
+def test_short_captions_skip_segmenting():
+    from danqing import text_zh
+
+    text_zh.word_count.cache_clear()
+    cfg = ExtractConfig()
+    row = {"page_url": "http://www.a.test/", "url": "http://www.a.test/i.jpg", "alt_text": "首页图片",
+           "page_language": "zho"}
+    assert extract.check(row, cfg) == extract.CAPTION_TOO_SHORT
+    assert text_zh.word_count.cache_info().misses == 0

@@ -65,7 +65,6 @@ class Fetcher:
         self._hosts: dict[str, asyncio.Semaphore] = {}
         self._failures: dict[str, int] = {}
         self._tripped: set[str] = set()
-        self.requests = 0
 
     async def __aenter__(self) -> Fetcher:
         cfg = self.cfg
@@ -135,7 +134,6 @@ class Fetcher:
         return hop
 
     async def _request(self, url: str) -> _Hop:
-        self.requests += 1
         try:
             async with self.session.get(url, allow_redirects=False) as resp:
                 status = resp.status
@@ -187,7 +185,6 @@ class Fetcher:
             if guard.check_url(url, self.cfg.allow_loopback):
                 return 404, b""  # no rules: the image request meets the guard itself and says why
             try:
-                self.requests += 1
                 async with self.session.get(url, allow_redirects=False, timeout=timeout) as resp:
                     if resp.status in _REDIRECTS and resp.headers.get("Location"):
                         url = urljoin(url, resp.headers["Location"])

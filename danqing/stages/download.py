@@ -40,6 +40,7 @@ _RUN_COLUMNS = ("status", "error_class", "attempts")
 
 
 def process(job: ShardJob, stats: StageStats) -> pa.Table:
+    """Every upstream row, in order, with its download status, sizes, hashes and drop_reason."""
     cfg = job.cfg
     rows = kept_rows(job.inputs[0], cfg)
     settings = dec.Settings.of(cfg)
@@ -69,7 +70,7 @@ def process(job: ShardJob, stats: StageStats) -> pa.Table:
         if not reason:
             members += _members(rec, r)
     tario.write_tar(job.side(".tar"), sorted(members), cfg.storage_options)
-    table = rows
+    table = rows.drop_columns([name for name, _ in COLUMNS if name in rows.column_names])
     for name, typ in COLUMNS:
         table = table.append_column(name, pa.array(extra[name], typ))
     return with_reasons(table, reasons)

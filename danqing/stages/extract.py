@@ -60,7 +60,9 @@ _CHARSET_ALIASES = {
     **dict.fromkeys(("utf8", "unicode-1-1-utf-8", "utf-16", "utf-16le", "utf-16be"), "utf-8"),  # meta utf-16 = utf-8
 }
 _DETECT_BYTES = 32_768
+_IMG_TAG = re.compile(rb"<img", re.I)
 _BATCH_ROWS = 8192
+_ROW_KEYS = ("page_url", "url", "alt_text", "page_language", "charset", "drop_reason")  # what page_rows gives
 _DEPTH_CHECK_TAGS = 5  # pages with more than max_html_depth * this many "<" get a nesting scan
 _TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9]{0,15})")
 # Elements that never hold children or are closed implicitly by a sibling: they add no depth.
@@ -83,7 +85,11 @@ class Page:
 
 def process(job: ShardJob, stats: StageStats) -> pa.Table:
     """Candidate pairs of every WARC input, one row per pair with its drop reason."""
-    batches: list[pa.RecordBatch] = []
+    return pa.Table.from_batches(list(iter_batches(job, stats)), schema=PAIR_SCHEMA)
+
+
+def iter_batches(job: ShardJob, stats: StageStats, batch_rows: int = _BATCH_ROWS) -> Iterator[pa.RecordBatch]:
+    """process() as record batches of about batch_rows rows, for a writer that streams them out."""
     columns: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
     for spec in job.inputs:
         name = warcsource.warc_filename(spec)
@@ -91,17 +97,19 @@ def process(job: ShardJob, stats: StageStats) -> pa.Table:
         try:
             for page in iter_pages(stream, stats, job.cfg.extract):
                 offset = warcsource.file_offset(stream, page.pos)
-                for row in page_rows(page, job.cfg.extract, stats):
-                    row.update(id=sample_id(name, offset, row["url"], row["alt_text"]), warc_filename=name,
-                               warc_record_offset=offset, warc_record_length=page.length)
-                    for key, values in columns.items():
-                        values.append(row[key])
-                if len(columns["id"]) >= _BATCH_ROWS:  # Arrow holds rows in a fraction of Python's memory
-                    batches.append(_batch(columns))
+                rows = page_rows(page, job.cfg.extract, stats)
+                columns["id"] += [sample_id(name, offset, row["url"], row["alt_text"]) for row in rows]
+                for key in _ROW_KEYS:
+                    columns[key] += [row[key] for row in rows]
+                columns["warc_filename"] += [name] * len(rows)
+                columns["warc_record_offset"] += [offset] * len(rows)
+                columns["warc_record_length"] += [page.length] * len(rows)
+                if len(columns["id"]) >= batch_rows:  # Arrow holds rows in a fraction of Python's memory
+                    yield _batch(columns)
         finally:
             stream.close()
-    batches.append(_batch(columns))
-    return pa.Table.from_batches(batches, schema=PAIR_SCHEMA)
+    if columns["id"]:
+        yield _batch(columns)
 
 
 def _batch(columns: dict[str, list]) -> pa.RecordBatch:
@@ -336,18 +344,23 @@ def page_rows(page: Page, cfg: ExtractConfig, stats: StageStats) -> list[dict]:
     if payload.count(b"<") > cfg.max_html_depth * _DEPTH_CHECK_TAGS and nesting_depth(payload) > cfg.max_html_depth:
         stats.error(HTML_TOO_DEEP)
         return []
+    if not _IMG_TAG.search(payload):
+        return []  # no <img>, no pairs: the costly decode and parse are skipped
     text, charset = decode_html(payload, page.http_charset)
+    # lexbor reads UTF-8 itself: cleanly decoded UTF-8 is handed over as the bytes, not re-encoded from text.
+    clean_utf8 = charset == "utf-8" and "\ufffd" not in text and not payload.startswith(codecs.BOM_UTF8)
     try:
-        tree = LexborHTMLParser(text)
+        tree = LexborHTMLParser(payload if clean_utf8 else text)
         pairs = find_images(tree, page.url, cfg.min_img_side_px)
     except Exception:
         stats.error(HTML_UNPARSABLE)
         return []
     language = page.language or own_language(tree, pairs)
+    page_reason = _page_reason(page.url, language, cfg)  # check()'s first steps, once per page
     rows = []
     for url, alt in pairs:
         row = {"page_url": page.url, "url": url, "alt_text": alt, "page_language": language, "charset": charset}
-        row["drop_reason"] = check(row, cfg) or KEPT
+        row["drop_reason"] = page_reason or _pair_reason(url, alt, cfg) or KEPT
         rows.append(row)
     return rows
 
@@ -392,12 +405,12 @@ def _absolute(base: str, src: str) -> str:
 def image_source(attrs: dict) -> str | None:
     """The real image of an <img>: lazy-load attributes first, then srcset's largest, then src."""
     for name in _LAZY_ATTRS:
-        value = (attrs.get(name) or "").strip()
-        if value and not value.startswith("data:"):
+        value = attrs.get(name)
+        if value and (value := value.strip()) and not value.startswith("data:"):
             return value
     for name in ("srcset", "data-srcset"):
-        value = largest_in_srcset(attrs.get(name) or "")
-        if value:
+        value = attrs.get(name)
+        if value and (value := largest_in_srcset(value)):
             return value
     src = (attrs.get("src") or "").strip()
     return src if src and not src.lower().startswith("data:") else None
@@ -435,7 +448,10 @@ def _descriptor_key(descriptor: str) -> tuple[int, float] | None:
 
 def _is_pixel(attrs: dict, min_side_px: int) -> bool:
     for name in ("width", "height"):
-        value = (attrs.get(name) or "").strip().lower().removesuffix("px").strip()
+        value = attrs.get(name)
+        if not value:
+            continue
+        value = value.strip().lower().removesuffix("px").strip()
         if value.isdigit() and int(value) <= min_side_px:
             return True
     return False
@@ -458,21 +474,30 @@ def own_language(tree, pairs: list[tuple[str, str]]) -> str:
 
 def check(row: dict, cfg: ExtractConfig) -> str | None:
     """The drop reason of one candidate pair, or None to keep it."""
-    from danqing.text_zh import max_word_count, word_count
+    return _page_reason(row["page_url"], row["page_language"], cfg) or _pair_reason(row["url"], row["alt_text"], cfg)
 
-    if row["page_language"].split(",", 1)[0] not in cfg.languages:
+
+def _page_reason(page_url: str, language: str, cfg: ExtractConfig) -> str | None:
+    if language.split(",", 1)[0] not in cfg.languages:
         return PAGE_NOT_CHINESE
     blocked = _blacklist(tuple(cfg.domain_blacklist))
-    if blocked and (_blocked(row["page_url"], blocked) or _blocked(row["url"], blocked)):
+    return DOMAIN_BLACKLISTED if blocked and _blocked(page_url, blocked) else None
+
+
+def _pair_reason(url: str, alt: str, cfg: ExtractConfig) -> str | None:
+    from danqing.text_zh import word_count
+
+    blocked = _blacklist(tuple(cfg.domain_blacklist))
+    if blocked and _blocked(url, blocked):
         return DOMAIN_BLACKLISTED
-    # Segmenting is the costly part: a caption with too few word characters is short whatever jieba says.
-    words = max_word_count(row["alt_text"])
-    words = words if words < cfg.min_words else word_count(row["alt_text"])
+    # Every word is one character at least: a caption shorter than min_words is short without segmenting.
+    words = len(alt)
+    words = words if words < cfg.min_words else word_count(alt)
     if words < cfg.min_words:
         return CAPTION_TOO_SHORT
     if words > cfg.max_words:
         return CAPTION_TOO_LONG
-    if unsafe(row["alt_text"], cfg):
+    if unsafe(alt, cfg):
         return CAPTION_UNSAFE
     return None
 

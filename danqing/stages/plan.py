@@ -111,7 +111,7 @@ def _index(cfg: PipelineConfig, crawl: str, warcs: list[str] | None):
             only = "AND warc_filename IN (SELECT warc_filename FROM wanted)"
         params = {"table": table.removeprefix("file://"), "mimes": cfg.source.index_mimes,
                   "langs": cfg.extract.languages}
-        batches = iter(con.execute(_QUERY.format(only_warcs=only), params).to_arrow_reader(100_000))
+        batches = iter(con.sql(_QUERY.format(only_warcs=only), params=params).to_arrow_reader(100_000))
         first = next(batches, None)
         n = first.column(3)[0].as_py() if first is not None and first.num_rows else 0
 
