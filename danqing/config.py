@@ -103,7 +103,7 @@ class DownloadConfig(Section):
     jpeg_quality: int = 95
     # Resume from the shard's cache: refetch only transient failures, every failure, or nothing cached (off).
     resume: Literal["transient", "failed", "off"] = "transient"
-    decode_pool: Literal["process", "thread"] = "process"
+    decode_pool: Literal["process", "thread"] = "process"  # process: worker processes on pipes (faster on 2 cores)
     decode_workers: int = Field(0, ge=0, description="0 = one per CPU")
     cache_flush_every: int = Field(256, ge=1, description="results per resume-cache chunk")
 

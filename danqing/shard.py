@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 
 import pyarrow as pa
 import pyarrow.compute as pc
+import pyarrow.parquet as pq
 
 from danqing import __version__, io, lineage, paths
 from danqing.config import PipelineConfig
@@ -50,7 +51,9 @@ class ShardJob:
         return uri
 
 
-Process = Callable[[ShardJob, StageStats], pa.Table]
+# A stage returns its rows as a table, or as a reader of record batches that are written as
+# they come, so memory stays flat in the size of the shard.
+Process = Callable[[ShardJob, StageStats], pa.Table | pa.RecordBatchReader]
 
 
 def run_shard(stage: str, crawl: str, shard: int, inputs: list[str], cfg: PipelineConfig,
@@ -68,13 +71,7 @@ def run_shard(stage: str, crawl: str, shard: int, inputs: list[str], cfg: Pipeli
 
     process = process or importlib.import_module(f"danqing.stages.{stage}").process
     stats = StageStats()
-    started = time.monotonic()
-    table = process(job, stats)
-    reasons = table["drop_reason"].to_pylist()
-    for reason in reasons:
-        stats.count(reason or None)
-    io.write_parquet(table, job.out, storage_options=so)
-    stats.seconds = time.monotonic() - started
+    _write_rows(process(job, stats), job.out, stats, so)
 
     outputs = {uri: io.checksum(uri, so) for uri in [job.out, *job.side_outputs]}
     io.write_json({"stats": stats.to_dict(), "config_hash": cfg.hash(), "inputs": job.inputs,
@@ -87,13 +84,9 @@ def run_local(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConfi
               crawl: str = "local", shard: int = 0) -> dict:
     """Run a stage outside the pipeline layout (the CLI): no skip, no lineage."""
     job = ShardJob(cfg, crawl, stage, shard, list(inputs), out_prefix=out_prefix)
+    process = importlib.import_module(f"danqing.stages.{stage}").process
     stats = StageStats()
-    started = time.monotonic()
-    table = importlib.import_module(f"danqing.stages.{stage}").process(job, stats)
-    for reason in table["drop_reason"].to_pylist():
-        stats.count(reason or None)
-    io.write_parquet(table, job.out, storage_options=cfg.storage_options)
-    stats.seconds = time.monotonic() - started
+    _write_rows(process(job, stats), job.out, stats, cfg.storage_options)
     io.write_json({"stats": stats.to_dict(), "inputs": job.inputs, "outputs": [job.out, *job.side_outputs],
                    "config_hash": cfg.hash(), "code_version": __version__}, job._uri("_stats.json"),
                   cfg.storage_options)
@@ -111,6 +104,19 @@ def with_reasons(table: pa.Table, reasons: list[str]) -> pa.Table:
     if "drop_reason" in table.column_names:
         table = table.drop_columns(["drop_reason"])
     return table.append_column("drop_reason", pa.array(reasons, pa.string()))
+
+
+def _write_rows(rows: pa.Table | pa.RecordBatchReader, uri: str, stats: StageStats, so: dict) -> None:
+    """Stream a stage's rows to parquet atomically, counting kept and dropped rows on the way."""
+    started = time.monotonic()
+    if isinstance(rows, pa.Table):
+        rows = pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches())
+    with io.atomic_write(uri, storage_options=so) as f, pq.ParquetWriter(f, rows.schema, compression="zstd") as w:
+        for batch in rows:  # the stage's generator runs here, so its timing is counted too
+            for reason in batch.column("drop_reason").to_pylist():
+                stats.count(reason or None)
+            w.write_batch(batch)
+    stats.seconds = time.monotonic() - started
 
 
 def _summary(job: ShardJob, stats: StageStats, skipped: bool = False) -> dict:

@@ -56,7 +56,7 @@ def build(n: int, dim: int, planted: int, seed: int = 0):
     for b, c in zip(chain_mid[half:half + quarter], chain_end[half:half + quarter], strict=True):
         sha[c] = sha[b]
         pairs.append((b, c))
-    for b, c in zip(copies[half:half + quarter], bases[-quarter:], strict=True):
+    for b, c in zip(copies[half:half + quarter], copies[half + quarter:half + 2 * quarter], strict=True):
         flips = rng.choice(64, size=rng.integers(1, 4), replace=False)
         phash[c] = f"{int(phash[b], 16) ^ int(sum(1 << int(f) for f in flips)):016x}"
         pairs.append((b, c))

@@ -107,34 +107,33 @@ def generate(path: Path, target_mb: int) -> int:
 
 
 def run_extract(path: str, profile: bool) -> None:
-    """Child process: extract one WARC on one core, print JSON figures."""
+    """Child process: the CLI's `danqing extract` path on one core (rows stream to parquet); JSON figures."""
     import pyarrow.compute as pc
+    import pyarrow.parquet as pq
 
     from danqing.config import PipelineConfig
-    from danqing.shard import ShardJob
-    from danqing.stages import extract
-    from danqing.stats import StageStats
+    from danqing.shard import run_local
     from danqing.text_zh import word_count
 
     word_count("预热分词词典 v1.0")  # jieba (and rjieba) load their dictionaries once per process: not timed
     cfg = PipelineConfig.from_overrides({"root": tempfile.mkdtemp()})
-    stats = StageStats()
-    job = ShardJob(cfg, "bench", "extract", 0, [path])
+    out = os.path.join(cfg.root, "pairs")
     started, cpu_started = time.perf_counter(), time.process_time()
     if profile:
         import cProfile
         import pstats
 
         prof = cProfile.Profile()
-        table = prof.runcall(extract.process, job, stats)
+        summary = prof.runcall(run_local, "extract", [path], out, cfg)
         pstats.Stats(prof, stream=sys.stderr).sort_stats("cumulative").print_stats(25)
     else:
-        table = extract.process(job, stats)
+        summary = run_local("extract", [path], out, cfg)
     seconds, cpu = time.perf_counter() - started, time.process_time() - cpu_started
-    pages = pc.count_distinct(table["warc_record_offset"]).as_py()
     peak_mb = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-    print(json.dumps({"seconds": seconds, "cpu": cpu, "rows": table.num_rows, "pages": pages,
-                      "errors": dict(stats.errors), "peak_rss_mb": peak_mb}))
+    offsets = pq.read_table(out + ".parquet", columns=["warc_record_offset"])["warc_record_offset"]
+    errors = json.load(open(out + "_stats.json"))["stats"]["errors"]
+    print(json.dumps({"seconds": seconds, "cpu": cpu, "rows": summary["total"],
+                      "pages": pc.count_distinct(offsets).as_py(), "errors": errors, "peak_rss_mb": peak_mb}))
 
 
 def main() -> None:

@@ -157,3 +157,21 @@ def test_crawl_run_then_recrawl_adds_only_new(cfg):
     # rerunning crawl A does not dedup it against its own release
     cfg2 = cfg.model_copy(update={"dedup": cfg.dedup.model_copy(update={"batch_shards": 1})})
     assert sum(s["kept"] for s in dedup.run(cfg2, "CC-A", [a0, a1])) == 12
+
+
+def test_cell_join_finds_near_pairs_in_random_vectors():
+    """Soft-assigned cell join: planted pairs up to the threshold found, nothing else, as exact search."""
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((6000, 64)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    base, copy = np.arange(0, 400, 2), np.arange(1, 400, 2)
+    noise = rng.standard_normal((len(base), 64)).astype(np.float32)
+    noise -= np.sum(noise * x[base], axis=1, keepdims=True) * x[base]
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    cos = 1.0 - rng.uniform(0.0, 0.09, len(base))[:, None]
+    x[copy] = cos * x[base] + np.sqrt(1 - cos**2) * noise
+    exact = emb_index.close_pairs(x, DedupConfig())
+    joined = emb_index.close_pairs(x, DedupConfig(ivf_min_rows=1000))
+    assert set(zip(*exact, strict=True)) == set(zip(*joined, strict=True))
+    assert {(int(a), int(b)) for a, b in zip(base, copy, strict=True)} <= set(zip(*joined, strict=True))
+    assert all(a < b for a, b in zip(*joined, strict=True))

@@ -237,3 +237,29 @@ def test_schedule_interleaves_hosts_deterministically():
     urls = [f"http://a.test/{i}" for i in range(3)] + [f"http://b.test/{i}" for i in range(2)]
     assert schedule(list(reversed(urls))) == ["http://a.test/0", "http://b.test/0", "http://a.test/1",
                                               "http://b.test/1", "http://a.test/2"]
+
+
+def test_decode_pool_survives_a_dead_worker():
+    import asyncio
+
+    from download_helpers import IMAGES
+
+    from danqing.download.decode import Settings
+    from danqing.download.pool import open_pool
+
+    body = (IMAGES / "159500.jpg").read_bytes()
+
+    async def scenario():
+        pool = await open_pool(Settings.of(PipelineConfig()), "process", 1)
+        try:
+            first = pool._workers[0]
+            first.proc.kill()  # what a decoder crash on a hostile file looks like from here
+            while pool._workers[0] is first:
+                await asyncio.sleep(0.01)
+            return await pool.decode(body), await pool.decode(b"<html>")
+        finally:
+            await pool.close()
+
+    ok, html = asyncio.run(scenario())
+    assert ok["reason"] == "" and ok["width"] == 800
+    assert html["reason"] == "download_not_image"

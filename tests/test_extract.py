@@ -33,7 +33,7 @@ CC = FIXTURES / "commoncrawl"
 
 def _run(cfg: PipelineConfig, inputs: list[str]) -> tuple[list[dict], StageStats]:
     stats = StageStats()
-    table = extract.process(ShardJob(cfg, "test", "extract", 0, inputs), stats)
+    table = extract.process(ShardJob(cfg, "test", "extract", 0, inputs), stats).read_all()
     assert table.schema == PAIR_SCHEMA
     return table.to_pylist(), stats
 

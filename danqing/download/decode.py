@@ -183,8 +183,7 @@ _DCT: dict[int, object] = {}
 
 
 def _phash(im) -> str:
-    """imagehash.phash, with its two 32-point DCTs as one matrix product (no scipy call per image)."""
-    import imagehash
+    """imagehash.phash's hex, with its two 32-point DCTs as one matrix product (no scipy call per image)."""
     import numpy as np
     from PIL import Image
 
@@ -195,4 +194,4 @@ def _phash(im) -> str:
     m = _DCT[n]
     pixels = np.asarray(im.convert("L").resize((n, n), Image.Resampling.LANCZOS), dtype=np.float64)
     low = (m @ pixels @ m.T)[:8, :8]
-    return str(imagehash.ImageHash(low > np.median(low)))
+    return np.packbits(low > np.median(low)).tobytes().hex()  # row-major, first bit high: imagehash's hex

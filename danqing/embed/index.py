@@ -60,17 +60,19 @@ def _cell_join(x: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]
     db_start, db_rows = _lists(cells[:, :cfg.ivf_db_cells], nlist)
     q_start, q_rows = _lists(cells[:, :cfg.ivf_nprobe], nlist)
     xb = torch.from_numpy(x).to(torch.bfloat16)
-    loose = 1.0 - cfg.max_cosine_distance - JOIN_MARGIN
+    # Positive bfloat16 values order like their int16 bit patterns: compare those in numpy (fast).
+    loose = torch.tensor(1.0 - cfg.max_cosine_distance - JOIN_MARGIN, dtype=torch.bfloat16).view(torch.int16).item()
     heads, tails = [], []
     for c in range(len(db_start) - 1):
         d_rows = db_rows[db_start[c]:db_start[c + 1]]
         q = q_rows[q_start[c]:q_start[c + 1]]
         if d_rows.size == 0 or q.size == 0:
             continue
-        sims = xb[torch.from_numpy(q)] @ xb[torch.from_numpy(d_rows)].T
-        i, j = torch.nonzero(sims >= loose, as_tuple=True)
-        heads.append(q[i.numpy()])
-        tails.append(d_rows[j.numpy()])
+        sims = (xb[torch.from_numpy(q)] @ xb[torch.from_numpy(d_rows)].T).view(torch.int16).numpy()
+        hit = np.flatnonzero(sims.max(axis=1) >= loose)  # few rows have any: scan only those
+        i, j = np.nonzero(sims[hit] >= loose)
+        heads.append(q[hit[i]])
+        tails.append(d_rows[j])
     a, b = np.concatenate(heads).astype(np.int64), np.concatenate(tails).astype(np.int64)
     a, b = np.minimum(a, b), np.maximum(a, b)
     keep = a < b

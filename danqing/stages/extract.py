@@ -26,6 +26,7 @@ from danqing.config import ExtractConfig
 from danqing.records import KEPT, PAIR_SCHEMA, sample_id
 from danqing.shard import ShardJob
 from danqing.stats import StageStats
+from danqing.text_zh import script_language, word_count  # light: jieba itself loads on first use
 
 # Drop reasons (rows).
 PAGE_NOT_CHINESE = "page_not_chinese"
@@ -83,9 +84,9 @@ class Page:
     language: str = ""  # CLD2 codes from the metadata record, like the index's content_languages
 
 
-def process(job: ShardJob, stats: StageStats) -> pa.Table:
-    """Candidate pairs of every WARC input, one row per pair with its drop reason."""
-    return pa.Table.from_batches(list(iter_batches(job, stats)), schema=PAIR_SCHEMA)
+def process(job: ShardJob, stats: StageStats) -> pa.RecordBatchReader:
+    """Candidate pairs of every WARC input, one row per pair with its drop reason, streamed."""
+    return pa.RecordBatchReader.from_batches(PAIR_SCHEMA, iter_batches(job, stats))
 
 
 def iter_batches(job: ShardJob, stats: StageStats, batch_rows: int = _BATCH_ROWS) -> Iterator[pa.RecordBatch]:
@@ -459,8 +460,6 @@ def _is_pixel(attrs: dict, min_side_px: int) -> bool:
 
 def own_language(tree, pairs: list[tuple[str, str]]) -> str:
     """Script-based language of a page without a CLD2 label: its visible text plus its alts."""
-    from danqing.text_zh import script_language
-
     body = tree.body
     if body is not None:
         tree.strip_tags(["script", "style", "noscript"])
@@ -485,8 +484,6 @@ def _page_reason(page_url: str, language: str, cfg: ExtractConfig) -> str | None
 
 
 def _pair_reason(url: str, alt: str, cfg: ExtractConfig) -> str | None:
-    from danqing.text_zh import word_count
-
     blocked = _blacklist(tuple(cfg.domain_blacklist))
     if blocked and _blocked(url, blocked):
         return DOMAIN_BLACKLISTED
