@@ -48,6 +48,13 @@ SEO_ALT = "，".join(["新款女装连衣裙夏季修身显瘦气质长裙子"] 
 MISSING_ALT = "年终盘点：本年度十大新闻现场图片回顾与解读"
 NOT_IMAGE_ALT = "新春特惠活动横幅，全场商品限时五折优惠"
 PIXEL_ALT = "新闻页面访问统计像素，用于广告效果分析"
+FORUM_ALTS = [
+    "返回首页 分享到微博 分享到微信 返回顶部 点击查看大图",  # boilerplate
+    "かわいい猫の写真をたくさん撮りました",  # Japanese on a Chinese page
+    "서울의 아름다운 야경 사진 모음입니다",  # Korean
+    "好看好看好看好看好看好看好看好看好看好看",  # repetitive
+    "🔥🔥超好看的夏季连衣裙😍 显瘦百搭 ✨",  # kept, emoji stripped
+]
 DATA_URI_ALT = "扫码下载新闻客户端，随时随地阅读最新资讯"
 
 
@@ -242,11 +249,17 @@ class _Pages:
         deep_body = "<div>" * 20_000 + '<img src="/y.jpg" alt="深层嵌套页面里的图片说明">'  # nesting bomb
         deep = Page("http://www.bomb-g.test/deep.html", "utf-8", True, "", "", [], ZH,
                     raw_body=_html("深层嵌套", deep_body).encode())
+        g1 = "http://bbs.forum-h.test/thread/42.html"
+        # Alts long enough for stage 1 that stage 2 must refine or drop, each for its own reason.
+        forum = Page(g1, "utf-8", True, "", "论坛精华帖：网友晒图合集，欢迎跟帖分享你的好物。", [
+            self.plain(k, f"http://img.forum-h.test/attach/{k}.jpg", g1, alt=alt)
+            for k, alt in zip(("2708557", "6685794", "619223", "8083957", "5323585"), FORUM_ALTS, strict=True)
+        ], ZH)
         cut = Page("http://www.shop-a.test/item/1002.html", "utf-8", True, "", "这一页在抓取时被截断了。" * 40, [
             self.plain("159500", "http://img.shop-a.test/p/1002-main.jpg", "http://www.shop-a.test/item/1002.html",
                        alt="被截断页面上的商品主图，不应出现在结果里"),
         ], ZH)
-        return [repost, huge, deep, cut]
+        return [repost, huge, deep, forum, cut]
 
 
 def _attr(text: str) -> str:
