@@ -70,8 +70,7 @@ def run_shard(stage: str, crawl: str, shard: int, inputs: list[str], cfg: Pipeli
     io.remove(marker, so)
 
     process = process or importlib.import_module(f"danqing.stages.{stage}").process
-    stats = StageStats()
-    _write_rows(process(job, stats), job.out, stats, so)
+    stats = _run(job, process)
 
     outputs = {uri: io.checksum(uri, so) for uri in [job.out, *job.side_outputs]}
     io.write_json({"stats": stats.to_dict(), "config_hash": cfg.hash(), "inputs": job.inputs,
@@ -84,9 +83,7 @@ def run_local(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConfi
               crawl: str = "local", shard: int = 0) -> dict:
     """Run a stage outside the pipeline layout (the CLI): no skip, no lineage."""
     job = ShardJob(cfg, crawl, stage, shard, list(inputs), out_prefix=out_prefix)
-    process = importlib.import_module(f"danqing.stages.{stage}").process
-    stats = StageStats()
-    _write_rows(process(job, stats), job.out, stats, cfg.storage_options)
+    stats = _run(job, importlib.import_module(f"danqing.stages.{stage}").process)
     io.write_json({"stats": stats.to_dict(), "inputs": job.inputs, "outputs": [job.out, *job.side_outputs],
                    "config_hash": cfg.hash(), "code_version": __version__}, job._uri("_stats.json"),
                   cfg.storage_options)
@@ -106,17 +103,21 @@ def with_reasons(table: pa.Table, reasons: list[str]) -> pa.Table:
     return table.append_column("drop_reason", pa.array(reasons, pa.string()))
 
 
-def _write_rows(rows: pa.Table | pa.RecordBatchReader, uri: str, stats: StageStats, so: dict) -> None:
-    """Stream a stage's rows to parquet atomically, counting kept and dropped rows on the way."""
+def _run(job: ShardJob, process: Process) -> StageStats:
+    """Run the stage and stream its rows to parquet atomically, counting kept and dropped rows."""
+    stats = StageStats()
     started = time.monotonic()
+    rows = process(job, stats)
     if isinstance(rows, pa.Table):
         rows = pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches())
-    with io.atomic_write(uri, storage_options=so) as f, pq.ParquetWriter(f, rows.schema, compression="zstd") as w:
-        for batch in rows:  # the stage's generator runs here, so its timing is counted too
+    so = job.cfg.storage_options
+    with io.atomic_write(job.out, storage_options=so) as f, pq.ParquetWriter(f, rows.schema, compression="zstd") as w:
+        for batch in rows:  # a streaming stage does its work here, batch by batch
             for reason in batch.column("drop_reason").to_pylist():
                 stats.count(reason or None)
             w.write_batch(batch)
     stats.seconds = time.monotonic() - started
+    return stats
 
 
 def _summary(job: ShardJob, stats: StageStats, skipped: bool = False) -> dict:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 import pyarrow as pa
@@ -62,3 +63,23 @@ def test_killed_run_leaves_no_marker_and_rerun_replaces(cfg):
     assert list((Path(cfg.root) / "c" / "download").glob("*")) == []  # no temp files left behind
     run_shard("download", "c", 1, ["a"], cfg, process=_keep_even)
     assert io.read_parquet(paths.shard_uri(cfg.root, "c", "download", 1)).num_rows == 10
+
+
+def test_stage_time_is_counted_for_tables_and_streams(cfg):
+    def slow_table(job, stats):
+        time.sleep(0.2)
+        return _keep_even(job, stats)
+
+    def slow_stream(job, stats):
+        table = _keep_even(job, stats)
+
+        def batches():
+            time.sleep(0.2)
+            yield from table.to_batches()
+
+        return pa.RecordBatchReader.from_batches(table.schema, batches())
+
+    for shard, process in enumerate([slow_table, slow_stream]):
+        run_shard("refine", "c", shard, ["a"], cfg, process=process)
+        marker = io.read_json(paths.stats_uri(cfg.root, "c", "refine", shard))
+        assert marker["stats"]["seconds"] >= 0.2 and marker["stats"]["kept"] == 5
