@@ -24,6 +24,35 @@ os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"{PG_SERVER}/{AIRFLOW_DB}"
 from danqing.config import PipelineConfig  # noqa: E402
 
 
+def record_at(folder: Path | str, row: dict):
+    """The WARC record a row points at, read back from its file, offset and length alone."""
+    import gzip
+    import io
+
+    from warcio.archiveiterator import ArchiveIterator
+
+    with open(Path(folder) / row["warc_filename"], "rb") as f:
+        f.seek(row["warc_record_offset"])
+        member = f.read(row["warc_record_length"])
+    return next(iter(ArchiveIterator(io.BytesIO(gzip.decompress(member)))))
+
+
+@pytest.fixture
+def commoncrawl(tmp_path):
+    """tests/fixtures/commoncrawl laid out like data.commoncrawl.org, served on loopback."""
+    import shutil
+
+    from source_helpers import LoopbackServer, static_files
+
+    crawl = "CC-MAIN-2025-47"
+    site = tmp_path / "cc"
+    (site / "crawl-data" / crawl).mkdir(parents=True)
+    shutil.copy(FIXTURES / "commoncrawl" / "collinfo.json", site / "collinfo.json")
+    shutil.copy(FIXTURES / "commoncrawl" / f"{crawl}.warc.paths.gz", site / "crawl-data" / crawl / "warc.paths.gz")
+    with LoopbackServer(static_files(site)) as srv:
+        yield srv
+
+
 @pytest.fixture
 def cfg(tmp_path) -> PipelineConfig:
     return PipelineConfig.from_overrides({"root": str(tmp_path / "data")})

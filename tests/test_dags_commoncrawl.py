@@ -4,11 +4,8 @@ run with source=commoncrawl plans real WARC paths from the real warc.paths.gz.
 
 from __future__ import annotations
 
-import shutil
-
 import pytest
 from conftest import ROOT
-from source_helpers import FIXTURES, LoopbackServer, static_files
 
 from danqing import io, paths
 
@@ -16,16 +13,6 @@ CRAWL = "CC-MAIN-2025-47"
 AFTER_PLAN = r"^(extract|refine|download|score|dedup|align|assemble|publish)$"
 
 pytestmark = pytest.mark.slow
-
-
-@pytest.fixture
-def commoncrawl(tmp_path):
-    site = tmp_path / "cc"
-    (site / "crawl-data" / CRAWL).mkdir(parents=True)
-    shutil.copy(FIXTURES / "collinfo.json", site / "collinfo.json")
-    shutil.copy(FIXTURES / f"{CRAWL}.warc.paths.gz", site / "crawl-data" / CRAWL / "warc.paths.gz")
-    with LoopbackServer(static_files(site)) as srv:
-        yield srv
 
 
 def _dag(dag_id: str):

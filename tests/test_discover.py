@@ -4,27 +4,15 @@ from __future__ import annotations
 
 import gzip
 import json
-import shutil
 
 import pytest
-from source_helpers import FIXTURES, LoopbackServer, static_files
+from source_helpers import FIXTURES, LoopbackServer
 
 from danqing import io, lineage, paths
 from danqing.config import SAMPLE_CRAWL_ID, PipelineConfig
 from danqing.stages import discover, plan
 
 CRAWL = "CC-MAIN-2025-47"
-
-
-@pytest.fixture
-def commoncrawl(tmp_path):
-    """tests/fixtures/commoncrawl laid out like data.commoncrawl.org, served on loopback."""
-    site = tmp_path / "cc"
-    (site / "crawl-data" / CRAWL).mkdir(parents=True)
-    shutil.copy(FIXTURES / "collinfo.json", site / "collinfo.json")
-    shutil.copy(FIXTURES / f"{CRAWL}.warc.paths.gz", site / "crawl-data" / CRAWL / "warc.paths.gz")
-    with LoopbackServer(static_files(site)) as srv:
-        yield srv
 
 
 def cc_config(cfg: PipelineConfig, srv: LoopbackServer, **source) -> PipelineConfig:

@@ -9,7 +9,7 @@ from pathlib import Path
 
 import pyarrow.parquet as pq
 import pytest
-from conftest import FIXTURES
+from conftest import FIXTURES, record_at
 
 from danqing import warcsource
 from danqing.config import ExtractConfig, PipelineConfig
@@ -125,15 +125,10 @@ def test_broken_records_are_counted_not_fatal(sample):
 
 
 def test_every_row_rereads_its_record(sample):
-    from warcio.archiveiterator import ArchiveIterator
-
     dest, _, _, _, rows, _ = sample
     assert rows
     for row in rows:
-        with open(dest / row["warc_filename"], "rb") as f:
-            f.seek(row["warc_record_offset"])
-            member = f.read(row["warc_record_length"])
-        record = next(iter(ArchiveIterator(stdio.BytesIO(gzip.decompress(member)))))
+        record = record_at(dest, row)
         assert record.rec_type == "response"
         assert record.rec_headers.get_header("WARC-Target-URI") == row["page_url"]
 

@@ -6,12 +6,9 @@ at every stage, and a second run of the DAG gives the same release, byte for byt
 
 from __future__ import annotations
 
-import gzip
-import io as stdio
-
 import pyarrow.parquet as pq
 import pytest
-from conftest import ROOT
+from conftest import ROOT, record_at
 
 from danqing import io, lineage, paths, report
 from danqing.config import SAMPLE_CRAWL_ID, PipelineConfig
@@ -63,16 +60,11 @@ def test_release_has_rows_and_card(release):
 
 
 def test_every_row_traces_to_its_warc_record(release):
-    from warcio.archiveiterator import ArchiveIterator
-
     cfg, _ = release
     sample = paths.sample_crawl_root(cfg.root)
     pairs = pq.read_table(f"{paths.release_dir(cfg.release_root, SAMPLE_CRAWL_ID)}/pairs.parquet").to_pylist()
     for row in pairs:
-        with open(f"{sample}/{row['warc_filename']}", "rb") as f:
-            f.seek(row["warc_record_offset"])
-            member = f.read(row["warc_record_length"])
-        record = next(iter(ArchiveIterator(stdio.BytesIO(gzip.decompress(member)))))
+        record = record_at(sample, row)
         assert record.rec_type == "response"
         assert record.rec_headers.get_header("WARC-Target-URI") == row["page_url"]
 
