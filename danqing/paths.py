@@ -32,3 +32,9 @@ def sample_crawl_root(root: str) -> str:
 
 def release_dir(release_root: str, crawl: str) -> str:
     return f"{release_root.rstrip('/')}/{crawl}"
+
+
+def released_dir(root: str, crawl: str | None = None) -> str:
+    """The index of images already released, per crawl: later crawls dedup against it."""
+    base = f"{root.rstrip('/')}/released-index"
+    return base if crawl is None else f"{base}/{crawl}"

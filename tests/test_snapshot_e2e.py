@@ -94,3 +94,9 @@ def test_lineage_traces_a_kept_sample(release):
     assert "warc" in path and "released" in path
     for stage in ["extract", "refine", "download", "score", "dedup", "align", "assemble"]:
         assert f"  {stage}" in path
+
+
+def test_release_is_recorded_for_cross_crawl_dedup(release):
+    cfg, manifests = release
+    released = io.read_parquet(f"{paths.released_dir(cfg.root, SAMPLE_CRAWL_ID)}/ids.parquet")
+    assert released.num_rows == manifests[-1]["rows"]

@@ -90,7 +90,8 @@ def _decode_open(im, fmt: str, s: Settings) -> dict:
     # The header's pixel count decides before a single pixel is decoded.
     if width * height > s.max_pixels:
         return {"reason": DOWNLOAD_BOMB, "format": fmt}
-    if _orientation(im) in (5, 6, 7, 8):
+    orientation = _orientation(im)
+    if orientation in (5, 6, 7, 8):
         width, height = height, width
     out = {"reason": "", "format": fmt, "width": width, "height": height}
     reason = visual.check_size(width, height, s.visual)
@@ -100,7 +101,8 @@ def _decode_open(im, fmt: str, s: Settings) -> dict:
         # DCT scaling: decode at 1/2..1/8 size when that still covers the target; far less work.
         im.draft(None, (s.size, s.size))
     im.load()
-    im = ImageOps.exif_transpose(im)
+    if orientation != 1:  # exif_transpose copies the image even when there is nothing to turn
+        im = ImageOps.exif_transpose(im)
     rgb = _to_rgb(im)
     grey = rgb.convert("L")
     metrics = visual.measure(np.asarray(grey), grey.histogram())

@@ -26,6 +26,7 @@ def read_frame(stream) -> bytes | None:
 def main() -> None:
     from danqing.download.decode import DOWNLOAD_UNDECODABLE, decode
 
+    _widen_pipes()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     settings = pickle.loads(read_frame(stdin))
     while (body := read_frame(stdin)) is not None:
@@ -36,6 +37,17 @@ def main() -> None:
         out = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.write(HEADER.pack(len(out)) + out)
         stdout.flush()
+
+
+def _widen_pipes() -> None:
+    """1 MiB pipes (Linux): a whole result fits, so the worker goes on decoding while the parent is busy."""
+    import fcntl
+
+    for fd in (0, 1):
+        try:
+            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
+        except OSError:  # not a pipe, or above /proc/sys/fs/pipe-max-size: the default still works
+            pass
 
 
 if __name__ == "__main__":

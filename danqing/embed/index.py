@@ -8,7 +8,7 @@ from dataclasses import dataclass
 import numpy as np
 import pyarrow as pa
 
-from danqing import io
+from danqing import io, paths
 from danqing.config import DedupConfig, PipelineConfig
 
 QUERY_CHUNK = 65_536  # queries per range_search call: bounds the result buffers
@@ -185,17 +185,12 @@ class Released:
     emb: np.ndarray
 
 
-def released_dir(cfg: PipelineConfig, crawl: str | None = None) -> str:
-    base = f"{cfg.root.rstrip('/')}/released-index"
-    return base if crawl is None else f"{base}/{crawl}"
-
-
 def save_released(cfg: PipelineConfig, crawl: str, table: pa.Table, emb: np.ndarray) -> str:
     """Write one crawl's entry (embeddings first; ids.parquet last marks it complete).
 
     table: id, sha256 and model (embeddings of different models are never compared).
     """
-    folder = released_dir(cfg, crawl)
+    folder = paths.released_dir(cfg.root, crawl)
     so = cfg.storage_options
     buf = _io.BytesIO()
     np.save(buf, emb.astype(np.float16))
@@ -208,13 +203,13 @@ def save_released(cfg: PipelineConfig, crawl: str, table: pa.Table, emb: np.ndar
 def load_released(cfg: PipelineConfig, exclude: str, model: str) -> Released:
     """Released images of every crawl but `exclude` (never its own release) embedded by `model`."""
     so = cfg.storage_options
-    fs, root = io.fs_for(released_dir(cfg), so)
+    fs, root = io.fs_for(paths.released_dir(cfg.root), so)
     ids: list[str] = []
     shas: list[str] = []
     embs = []
     crawls = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) if fs.exists(root) else []
     for crawl in crawls:
-        folder = released_dir(cfg, crawl)
+        folder = paths.released_dir(cfg.root, crawl)
         if crawl == exclude or not io.exists(f"{folder}/ids.parquet", so):
             continue
         table = io.read_parquet(f"{folder}/ids.parquet", storage_options=so)

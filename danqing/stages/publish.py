@@ -52,6 +52,10 @@ def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
+    if cfg.dedup.released_index:  # later crawls dedup against what this release now holds
+        from danqing.stages.dedup import add_release
+
+        add_release(cfg, crawl, assemble_uris)
     for uri, table in shards:
         shard = int(Path(uri).stem)
         lineage.record(cfg.lineage, crawl=crawl, shard=shard, stage="publish", status="done",
