@@ -211,7 +211,12 @@ class PipelineConfig(Section):
 
     @property
     def lineage(self) -> str:
-        return self.lineage_url or f"sqlite:///{self.root.removeprefix('file://')}/lineage.sqlite"
+        """The lineage store's URL: lineage_url, else a SQLite file under a local root."""
+        if self.lineage_url:
+            return self.lineage_url
+        if "://" in self.root and not self.root.startswith("file://"):
+            raise ValueError(f"root {self.root} is not local: set lineage_url (DANQING_LINEAGE_URL) to a database URL")
+        return f"sqlite:///{self.root.removeprefix('file://')}/lineage.sqlite"
 
     @property
     def release_root(self) -> str:
