@@ -47,4 +47,4 @@ def test_stages_write_and_read_s3_and_skip_when_done(s3, tmp_path, monkeypatch):
 
 def test_remote_root_needs_a_lineage_database():
     with pytest.raises(ValueError, match="lineage_url"):
-        PipelineConfig(root="s3://danqing/data", lineage_url="").lineage
+        _ = PipelineConfig(root="s3://danqing/data", lineage_url="").lineage
