@@ -12,12 +12,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
-import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from danqing import __version__, io, lineage, paths
 from danqing.config import PipelineConfig
-from danqing.records import KEPT
+from danqing.records import kept
 from danqing.stats import StageStats
 
 
@@ -92,8 +91,7 @@ def run_local(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConfi
 
 def kept_rows(uri: str, cfg: PipelineConfig) -> pa.Table:
     """Rows an upstream stage kept, without its drop_reason."""
-    table = io.read_parquet(uri, storage_options=cfg.storage_options)
-    return table.filter(pc.equal(table["drop_reason"], KEPT)).drop_columns(["drop_reason"])
+    return kept(io.read_parquet(uri, storage_options=cfg.storage_options))
 
 
 def with_reasons(table: pa.Table, reasons: list[str]) -> pa.Table:

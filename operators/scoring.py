@@ -58,9 +58,9 @@ def _pod_config(cfg) -> dict:
 
 
 def _arguments_for_run(src: dict) -> list[str]:
-    from operators.stage import _context
+    from operators.stage import run_context
 
-    cfg, crawl, _ = _context()
+    cfg, crawl, _ = run_context()
     return pod_arguments(src, crawl, _pod_config(cfg))
 
 

@@ -40,7 +40,7 @@ def pipeline_config(params: dict):
     return cfg
 
 
-def _context():
+def run_context():
     """Config, crawl id and attempt of the running task."""
     from danqing.lineage import Attempt
 
@@ -54,7 +54,7 @@ def fetch_index() -> str:
     """Copy the crawl's warc.paths.gz into the run's storage; returns its URI."""
     from danqing.stages import discover
 
-    cfg, crawl, _ = _context()
+    cfg, crawl, _ = run_context()
     return discover.fetch_index(cfg, crawl)
 
 
@@ -64,7 +64,7 @@ def plan(index_uri: str) -> list[dict]:
     from danqing import paths
     from danqing.stages import plan as planner
 
-    cfg, crawl, _ = _context()
+    cfg, crawl, _ = run_context()
     return [{"shard": s, "uri": paths.plan_uri(cfg.root, crawl)} for s in planner.plan(cfg, crawl, index_uri)]
 
 
@@ -76,7 +76,7 @@ def shard_task(stage: str):
         from danqing.shard import run_shard
 
         get_current_context()["shard_label"] = f"shard {src['shard']:05d}"
-        cfg, crawl, attempt = _context()
+        cfg, crawl, attempt = run_context()
         if stage == "extract":
             from danqing.stages.plan import shard_inputs
 
@@ -93,7 +93,7 @@ def dedup(scored: list[dict]) -> list[dict]:
     """Dedup across all shards of the crawl (and earlier releases); one summary per shard."""
     from danqing.stages import dedup as dedupe
 
-    cfg, crawl, attempt = _context()
+    cfg, crawl, attempt = run_context()
     return dedupe.run(cfg, crawl, sorted(s["uri"] for s in scored), attempt)
 
 
@@ -102,7 +102,7 @@ def publish(assembled: list[dict]) -> dict:
     """Swap in the crawl's release folder: parquet, tars, manifest, dataset card."""
     from danqing.stages.publish import publish as publish_release
 
-    cfg, crawl, attempt = _context()
+    cfg, crawl, attempt = run_context()
     return publish_release(cfg, crawl, [a["uri"] for a in assembled], attempt)
 
 

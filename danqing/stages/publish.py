@@ -12,11 +12,10 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from danqing import __version__, io, lineage, paths
 from danqing.config import PipelineConfig
-from danqing.records import KEPT
+from danqing.records import kept
 
 
 def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
@@ -31,8 +30,7 @@ def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
     try:
         shards = []
         for uri in sorted(assemble_uris):
-            table = io.read_parquet(uri, storage_options=cfg.storage_options)
-            table = table.filter(pc.equal(table["drop_reason"], KEPT)).drop_columns(["drop_reason"])
+            table = kept(io.read_parquet(uri, storage_options=cfg.storage_options))
             tar = uri.removesuffix(".parquet") + ".tar"
             name = f"images/{Path(tar).name}"
             with io.open_uri(tar, "rb", cfg.storage_options) as src, open(staging / name, "wb") as dst:
