@@ -1,8 +1,10 @@
-"""Deterministic WebDataset tars: sorted members, fixed metadata, so reruns give identical bytes."""
+"""Deterministic WebDataset tars: members in the given order, fixed metadata, so reruns give
+identical bytes. Headers are written directly: tarfile's addfile copies each header, which is
+the serial tail of a download shard.
+"""
 
 from __future__ import annotations
 
-import io as _io
 import tarfile
 from collections.abc import Iterable, Iterator
 
@@ -10,17 +12,22 @@ from danqing import io
 
 
 def write_tar(uri: str, members: Iterable[tuple[str, bytes]], storage_options: dict | None = None) -> int:
-    """Write (name, data) members in the given order; returns how many were written."""
-    n = 0
-    with (io.atomic_write(uri, "wb", storage_options) as f,
-          tarfile.open(fileobj=f, mode="w", format=tarfile.USTAR_FORMAT) as tar):
+    """Write (name, data) members as a USTAR tar, the bytes tarfile itself would write; returns the count."""
+    n = written = 0
+    with io.atomic_write(uri, "wb", storage_options) as f:
         for name, data in members:
             info = tarfile.TarInfo(name)
-            info.size = len(data)
-            info.mtime = 0
-            info.mode = 0o644
-            tar.addfile(info, _io.BytesIO(data))
+            info.size, info.mtime, info.mode = len(data), 0, 0o644
+            header = info.tobuf(tarfile.USTAR_FORMAT, "utf-8", "surrogateescape")
+            padding = -len(data) % tarfile.BLOCKSIZE
+            f.write(header)
+            f.write(data)
+            f.write(b"\0" * padding)
+            written += len(header) + len(data) + padding
             n += 1
+        end = 2 * tarfile.BLOCKSIZE  # two zero blocks, then zeros to a whole record, like tarfile.close()
+        end += -(written + end) % tarfile.RECORDSIZE
+        f.write(b"\0" * end)
     return n
 
 
