@@ -169,6 +169,8 @@ class DedupConfig(Section):
     ivf_min_rows: int = 50_000  # at or past this many vectors, range search uses an IVF index
     ivf_nprobe: int = 16  # cells probed per query (released index), and per row in the self-join
     ivf_db_cells: int = Field(3, ge=1)  # self-join: each row also sits in its this many nearest cells
+    jl_dims: int = Field(64, ge=8)  # self-join: cells and candidates in a random projection this wide
+    jl_miss: float = Field(1e-9, gt=0, lt=1)  # chance the projection hides one true pair (chi-square tail)
     released_index: bool = True  # also drop images already released for earlier crawls
 
 

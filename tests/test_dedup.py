@@ -175,3 +175,56 @@ def test_cell_join_finds_near_pairs_in_random_vectors():
     assert set(zip(*exact, strict=True)) == set(zip(*joined, strict=True))
     assert {(int(a), int(b)) for a, b in zip(base, copy, strict=True)} <= set(zip(*joined, strict=True))
     assert all(a < b for a, b in zip(*joined, strict=True))
+
+
+def _near(x: np.ndarray, rng, distance: np.ndarray) -> np.ndarray:
+    """Unit rows at exactly the given cosine distances from the rows of x."""
+    noise = rng.standard_normal(x.shape)
+    noise -= np.sum(noise * x, axis=1, keepdims=True) * x
+    noise /= np.linalg.norm(noise, axis=1, keepdims=True)
+    cos = 1.0 - distance[:, None]
+    return (cos * x + np.sqrt(1 - cos**2) * noise).astype(np.float32)
+
+
+def test_sketch_join_is_exact_at_the_threshold_edge():
+    """512-d join through the projection: same pairs as brute force, edge pairs (0.1 +- 2e-4) included."""
+    rng = np.random.default_rng(5)
+    x = rng.standard_normal((4000, 512))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    dist = np.r_[np.zeros(50), rng.uniform(0, 0.1, 150), np.full(100, 0.0998), np.full(100, 0.1002)]
+    base, copy = np.arange(0, 800, 2), np.arange(1, 800, 2)
+    rng.shuffle(dist)
+    x[copy] = _near(x[base], rng, dist)
+    x = x.astype(np.float32)
+    sims = x @ x.T
+    a, b = np.nonzero(np.triu(sims >= 1.0 - 0.1, k=1))
+    joined = emb_index.close_pairs(x, DedupConfig(ivf_min_rows=1000))
+    assert set(zip(a, b, strict=True)) == set(zip(*joined, strict=True))
+    assert len(a) == 300  # the 0.0998 pairs in, the 0.1002 ones out, no random pair
+
+
+def test_sketch_bound_holds_for_the_chi_square_tail():
+    """Sketch squared distances of pairs at the threshold stay under jl_bound at its quantile."""
+    rng = np.random.default_rng(6)
+    x = rng.standard_normal((20000, 512))
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    y = _near(x, rng, np.full(len(x), 0.1))
+    d2 = np.sum((emb_index.sketch(x.astype(np.float32), 64) - emb_index.sketch(y, 64)) ** 2, axis=1)
+    assert np.mean(d2) == pytest.approx(0.2, rel=0.02)  # unbiased: E chi2(k)/k = 1
+    assert np.mean(d2 > emb_index.jl_bound(0.2, 64, 0.01)) == pytest.approx(0.01, abs=0.003)
+    assert d2.max() < emb_index.jl_bound(0.2, 64, 1e-9)
+
+
+@pytest.mark.parametrize("max_bits", [0, 1, 2, 4, 7])
+def test_phash_pairs_match_brute_force(max_bits):
+    rng = np.random.default_rng(max_bits)
+    h = rng.integers(0, 2**63, 3000, dtype=np.int64).astype(np.uint64)
+    for i in range(0, 600, 2):  # neighbours at 0..8 bits, anywhere in the 64
+        flips = rng.choice(64, size=i % 9, replace=False)
+        h[i + 1] = h[i] ^ np.uint64(sum(1 << int(f) for f in flips))
+    bits = np.unpackbits(h.astype(">u8").view(np.uint8).reshape(-1, 8), axis=1).astype(np.int16)
+    dist = bits @ (1 - bits).T + (1 - bits) @ bits.T
+    a, b = np.nonzero(np.triu(dist <= max_bits, k=1))
+    got = emb_index.phash_pairs(h, max_bits)
+    assert set(zip(a, b, strict=True)) == set(zip(*got, strict=True))
+    assert len(a) >= 30 * (max_bits + 1)

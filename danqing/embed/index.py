@@ -45,32 +45,38 @@ def close_pairs(x: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray
     return a[keep], b[keep]
 
 
-JOIN_MARGIN = 0.02  # bfloat16 products are off by ~1e-3; candidates within this are checked in float32
+JOIN_MARGIN = 0.02  # bfloat16 error bound on the sketch products (terms near 1); candidates are checked exactly
 ASSIGN_CHUNK = 32_768
 
 
 def _cell_join(x: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Self-join by cells: each row sits in its ivf_db_cells nearest cells and is compared with every
-    row of its ivf_nprobe nearest ones, so a close pair only needs one cell in common (soft assignment
-    on both sides misses far fewer pairs than probing alone). Products in bfloat16, kept pairs exact."""
+    """Self-join by cells in a random projection (Johnson-Lindenstrauss sketch, cfg.jl_dims wide):
+    each row sits in its ivf_db_cells nearest cells and is compared with every row of its ivf_nprobe
+    nearest ones. Sketch distances bound the true ones (jl_bound), kept pairs are checked exactly."""
     import torch
 
     n, nlist = len(x), _cell_count(len(x))
-    cells = _nearest_cells(x, _centroids(x, nlist), max(cfg.ivf_nprobe, cfg.ivf_db_cells))
+    p = sketch(x, cfg.jl_dims)
+    cells = _nearest_cells(p, _centroids(p, nlist), max(cfg.ivf_nprobe, cfg.ivf_db_cells))
     db_start, db_rows = _lists(cells[:, :cfg.ivf_db_cells], nlist)
     q_start, q_rows = _lists(cells[:, :cfg.ivf_nprobe], nlist)
-    xb = torch.from_numpy(x).to(torch.bfloat16)
-    # Positive bfloat16 values order like their int16 bit patterns: compare those in numpy (fast).
-    loose = torch.tensor(1.0 - cfg.max_cosine_distance - JOIN_MARGIN, dtype=torch.bfloat16).view(torch.int16).item()
+    # Augmented rows: [-a, |a|^2/2, 1] . [b, 1, |b|^2/2] = |a - b|^2 / 2, one matmul per cell.
+    half = 0.5 * np.einsum("ij,ij->i", p, p)[:, None]
+    one = np.ones_like(half)
+    qm = torch.from_numpy(np.hstack([-p, half, one])).to(torch.bfloat16)
+    dm = torch.from_numpy(np.hstack([p, one, half])).to(torch.bfloat16)
+    limit = 0.5 * jl_bound(2.0 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss) + JOIN_MARGIN
+    # bfloat16 bits as int16 order like the values when positive; negative ones (d ~ 0) all pass.
+    loose = torch.tensor(limit, dtype=torch.bfloat16).view(torch.int16).item()
     heads, tails = [], []
     for c in range(len(db_start) - 1):
         d_rows = db_rows[db_start[c]:db_start[c + 1]]
         q = q_rows[q_start[c]:q_start[c + 1]]
         if d_rows.size == 0 or q.size == 0:
             continue
-        sims = (xb[torch.from_numpy(q)] @ xb[torch.from_numpy(d_rows)].T).view(torch.int16).numpy()
-        hit = np.flatnonzero(sims.max(axis=1) >= loose)  # few rows have any: scan only those
-        i, j = np.nonzero(sims[hit] >= loose)
+        half_d2 = (qm[torch.from_numpy(q)] @ dm[torch.from_numpy(d_rows)].T).view(torch.int16).numpy()
+        hit = np.flatnonzero(half_d2.min(axis=1) <= loose)  # few rows have any: scan only those
+        i, j = np.nonzero(half_d2[hit] <= loose)
         heads.append(q[hit[i]])
         tails.append(d_rows[j])
     a, b = np.concatenate(heads).astype(np.int64), np.concatenate(tails).astype(np.int64)
@@ -82,30 +88,44 @@ def _cell_join(x: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]
     return a[exact], b[exact]
 
 
+def sketch(x: np.ndarray, dims: int) -> np.ndarray:
+    """x times a fixed Gaussian matrix scaled by 1/sqrt(dims): |sketch(v)|^2 = |v|^2 chi2(dims) / dims."""
+    g = np.random.default_rng(0).standard_normal((x.shape[1], dims)).astype(np.float32)
+    return x @ (g / np.float32(np.sqrt(dims)))
+
+
+def jl_bound(max_sq: float, dims: int, miss: float) -> float:
+    """Sketch squared distance that a pair at true squared distance max_sq exceeds with probability miss."""
+    from scipy.stats import chi2
+
+    return float(max_sq * chi2.isf(miss, dims) / dims)
+
+
 def _cell_count(n: int) -> int:
     return int(min(16_384, max(16, 2 * np.sqrt(n))))
 
 
 def _centroids(x: np.ndarray, nlist: int) -> np.ndarray:
-    """Spherical k-means on a fixed sample: the same cells, and decisions, on every rerun."""
+    """k-means on a fixed sample: the same cells, and decisions, on every rerun."""
     import faiss
 
-    km = faiss.Kmeans(x.shape[1], nlist, niter=4, spherical=True, seed=0, max_points_per_centroid=40)
+    km = faiss.Kmeans(x.shape[1], nlist, niter=4, seed=0, max_points_per_centroid=40)
     rng = np.random.default_rng(0)
     km.train(x[np.sort(rng.choice(len(x), size=min(len(x), 40 * nlist), replace=False))])
     return km.centroids
 
 
 def _nearest_cells(x: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
-    """The k most similar centroids of each row, nearest first (bfloat16 products: ties hardly matter)."""
+    """The k nearest centroids (L2) of each row, nearest first."""
     import torch
 
-    c = torch.from_numpy(centroids).to(torch.bfloat16).T.contiguous()
+    c = torch.from_numpy(centroids).T.contiguous()
+    c_half = 0.5 * (c * c).sum(dim=0)
     k = min(k, len(centroids))
     out = np.empty((len(x), k), dtype=np.int32)
     for start in range(0, len(x), ASSIGN_CHUNK):
-        sims = torch.from_numpy(x[start:start + ASSIGN_CHUNK]).to(torch.bfloat16) @ c
-        out[start:start + ASSIGN_CHUNK] = torch.topk(sims.float(), k, dim=1).indices.numpy()
+        score = torch.from_numpy(x[start:start + ASSIGN_CHUNK]) @ c - c_half  # -|x - c|^2 / 2 + const
+        out[start:start + ASSIGN_CHUNK] = torch.topk(score, k, dim=1).indices.numpy()
     return out
 
 
@@ -149,9 +169,12 @@ def phash_pairs(hashes: np.ndarray, max_bits: int) -> tuple[np.ndarray, np.ndarr
     if len(hashes) < 2:
         return np.empty(0, np.int64), np.empty(0, np.int64)
     codes = np.ascontiguousarray(hashes.astype(">u8").view(np.uint8).reshape(-1, 8))
-    # Pigeonhole: within max_bits, at least one of max_bits + 1 disjoint blocks matches exactly.
-    nhash = max_bits + 1
+    # Pigeonhole: within max_bits, one of nhash disjoint blocks differs in at most nflip bits. Wide
+    # blocks probed with one flip bucket far fewer chance neighbours than narrow exact ones.
+    nflip = 1 if max_bits >= 2 else 0
+    nhash = max_bits // (nflip + 1) + 1
     index = faiss.IndexBinaryMultiHash(64, nhash, 64 // nhash)
+    index.nflip = nflip
     index.add(codes)
     lims, _, found = index.range_search(codes, max_bits + 1)  # binary radius is exclusive
     a = np.repeat(np.arange(len(codes)), np.diff(lims).astype(np.int64))
