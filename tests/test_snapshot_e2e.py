@@ -56,7 +56,9 @@ def test_release_has_rows_and_card(release):
     pairs = pq.read_table(f"{folder}/pairs.parquet")
     assert pairs.num_rows > 0 and pairs.num_rows == manifests[-1]["rows"]
     card = open(f"{folder}/README.md", encoding="utf-8").read()
-    assert "randomly initialised" in card and "| extract |" in card
+    assert "randomly initialised" in card and "| extract |" in card and "## Distributions" in card
+    similarity = io.read_json(f"{folder}/similarity.json")["models"]["danqing-tiny:random-seed0"]
+    assert similarity["in_band"] == pairs.num_rows and sum(similarity["counts"]) == similarity["pairs"]
 
 
 def test_every_row_traces_to_its_warc_record(release):

@@ -75,6 +75,8 @@ def _cell_join(x: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]
         if d_rows.size == 0 or q.size == 0:
             continue
         half_d2 = (qm[torch.from_numpy(q)] @ dm[torch.from_numpy(d_rows)].T).view(torch.int16).numpy()
+        _, qi, di = np.intersect1d(q, d_rows, assume_unique=True, return_indices=True)
+        half_d2[qi, di] = np.iinfo(np.int16).max  # each row meets itself: not a candidate, and not a hit row
         hit = np.flatnonzero(half_d2.min(axis=1) <= loose)  # few rows have any: scan only those
         i, j = np.nonzero(half_d2[hit] <= loose)
         heads.append(q[hit[i]])
@@ -119,13 +121,15 @@ def _nearest_cells(x: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
     """The k nearest centroids (L2) of each row, nearest first."""
     import torch
 
-    c = torch.from_numpy(centroids).T.contiguous()
-    c_half = 0.5 * (c * c).sum(dim=0)
+    # [x, 1] . [c, -|c|^2 / 2] = -|x - c|^2 / 2 + const, in bfloat16: near ties hardly matter.
+    c = np.hstack([centroids, -0.5 * np.einsum("ij,ij->i", centroids, centroids)[:, None]])
+    c = torch.from_numpy(c).to(torch.bfloat16).T.contiguous()
     k = min(k, len(centroids))
     out = np.empty((len(x), k), dtype=np.int32)
     for start in range(0, len(x), ASSIGN_CHUNK):
-        score = torch.from_numpy(x[start:start + ASSIGN_CHUNK]) @ c - c_half  # -|x - c|^2 / 2 + const
-        out[start:start + ASSIGN_CHUNK] = torch.topk(score, k, dim=1).indices.numpy()
+        chunk = x[start:start + ASSIGN_CHUNK]
+        score = torch.from_numpy(np.hstack([chunk, np.ones((len(chunk), 1), x.dtype)])).to(torch.bfloat16) @ c
+        out[start:start + ASSIGN_CHUNK] = torch.topk(score.float(), k, dim=1).indices.numpy()
     return out
 
 

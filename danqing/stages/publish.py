@@ -12,10 +12,12 @@ import uuid
 from pathlib import Path
 
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from danqing import __version__, io, lineage, paths
 from danqing.config import PipelineConfig
 from danqing.records import kept
+from danqing.stages import align
 
 
 def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
@@ -38,6 +40,9 @@ def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
             shards.append((uri, table))
         pairs = pa.concat_tables([t for _, t in shards]) if shards else pa.table({})
         io.write_parquet(pairs, str(staging / "pairs.parquet"))
+        aligned = [paths.shard_uri(cfg.root, crawl, "align", int(Path(uri).stem)) for uri, _ in shards]
+        similarity = align.histogram(cfg, crawl, aligned)  # the band's calibration data
+        io.write_json(similarity, str(staging / "similarity.json"))
         files = {p.relative_to(staging).as_posix(): io.checksum(str(p))
                  for p in sorted(staging.rglob("*")) if p.is_file()}
         manifest = {"crawl": crawl, "rows": pairs.num_rows, "shards": len(shards), "files": files,
@@ -45,7 +50,7 @@ def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
                     "version": f"{crawl}+{cfg.hash()}"}
         io.write_json(manifest, str(staging / "manifest.json"))
         funnel = lineage.funnel(cfg.lineage, crawl, paths.STAGES[:-1])
-        (staging / "README.md").write_text(dataset_card(cfg, crawl, pairs, funnel), encoding="utf-8")
+        (staging / "README.md").write_text(dataset_card(cfg, crawl, pairs, funnel, similarity), encoding="utf-8")
         _swap(staging, final_dir)
     finally:
         shutil.rmtree(staging, ignore_errors=True)
@@ -77,7 +82,7 @@ def _swap(staging: Path, final_dir: Path) -> None:
     shutil.rmtree(old, ignore_errors=True)
 
 
-def dataset_card(cfg: PipelineConfig, crawl: str, pairs: pa.Table, funnel: list[dict]) -> str:
+def dataset_card(cfg: PipelineConfig, crawl: str, pairs: pa.Table, funnel: list[dict], similarity: dict) -> str:
     """The README.md of a release: what it is, where it came from, and the funnel."""
     lines = [
         f"# DanQing-style Chinese image-text pairs from Common Crawl {crawl}",
@@ -94,6 +99,17 @@ def dataset_card(cfg: PipelineConfig, crawl: str, pairs: pa.Table, funnel: list[
     for s in funnel:
         reasons = ", ".join(f"{k}: {v}" for k, v in sorted(s["dropped"].items())) or "-"
         lines.append(f"| {s['stage']} | {s['in']} | {s['out']} | {reasons} |")
+    if pairs.num_rows:
+        lines += ["", "## Distributions", "", "| | p5 | median | p95 |", "|---|---:|---:|---:|"]
+        for name, column in [("caption length (chars)", pc.utf8_length(pairs["caption"])),
+                             ("image width (px)", pairs["width"]), ("image height (px)", pairs["height"])]:
+            p5, p50, p95 = pc.quantile(column, q=[0.05, 0.5, 0.95]).to_pylist()
+            lines.append(f"| {name} | {p5:g} | {p50:g} | {p95:g} |")
+    for name, h in similarity["models"].items():
+        (lo, hi), q = h["band"], h["quantiles"]
+        lines += ["", f"Image-text similarity under {name}, band {lo}..{hi}: {h['pairs']} pairs judged, "
+                  f"{h['in_band']} in the band, {h['below']} below, {h['above']} above; p5 {q['p5']}, "
+                  f"median {q['p50']}, p95 {q['p95']}. The histogram is in `similarity.json`."]
     model = cfg.score.model + (f" ({cfg.score.pretrained})" if cfg.score.pretrained else "")
     lines += ["", "## Scoring model", "", f"`{model}`."]
     if not cfg.score.pretrained:
