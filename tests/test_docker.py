@@ -17,6 +17,8 @@ def test_compose_services_share_one_image_and_production_backends():
         assert env["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"].startswith("postgresql")
         assert env["DANQING_LINEAGE_URL"].startswith("postgresql")
         assert services[name]["build"]["dockerfile"] == "docker/Dockerfile"
+        assert services[name]["depends_on"]["airflow-init"]["condition"] == "service_completed_successfully"
+    assert "airflow-init" not in services["airflow-init"]["depends_on"]
 
 
 def _instructions(path):
