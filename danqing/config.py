@@ -167,10 +167,12 @@ class DedupConfig(Section):
     max_phash_distance: int = Field(4, ge=0, le=15)  # hamming bits on the 64-bit perceptual hash
     batch_shards: int = Field(16, ge=1)  # shards per in-batch group; cross-batch then spans the crawl
     ivf_min_rows: int = 50_000  # at or past this many vectors, range search uses an IVF index
-    ivf_nprobe: int = 16  # cells probed per query (released index), and per row in the self-join
+    ivf_nprobe: int = 16  # cells probed per query (released index)
+    join_nprobe: int = Field(8, ge=1)  # self-join: cells each row is compared with, per sketch
     ivf_db_cells: int = Field(3, ge=1)  # self-join: each row also sits in its this many nearest cells
     jl_dims: int = Field(64, ge=8)  # self-join: cells and candidates in a random projection this wide
     jl_miss: float = Field(1e-9, gt=0, lt=1)  # chance the projection hides one true pair (chi-square tail)
+    jl_tables: int = Field(2, ge=1)  # independent sketches and cells: a pair must escape all of them
     released_index: bool = True  # also drop images already released for earlier crawls
 
 

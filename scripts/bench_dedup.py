@@ -84,7 +84,9 @@ def main() -> None:
     parser.add_argument("--n", type=int, default=1_000_000)
     parser.add_argument("--dim", type=int, default=512)
     parser.add_argument("--planted", type=int, default=10_000)
-    parser.add_argument("--nprobe", type=int, default=DedupConfig().ivf_nprobe)
+    parser.add_argument("--nprobe", type=int, default=DedupConfig().join_nprobe)
+    parser.add_argument("--tables", type=int, default=DedupConfig().jl_tables)
+    parser.add_argument("--jl-dims", type=int, default=DedupConfig().jl_dims)
     parser.add_argument("--db-cells", type=int, default=DedupConfig().ivf_db_cells)
     parser.add_argument("--check", type=int, default=50_000, help="rows for the exact comparison (0: skip)")
     args = parser.parse_args()
@@ -95,7 +97,8 @@ def main() -> None:
     built = time.perf_counter() - t0
     rss_before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
     t0 = time.perf_counter()
-    decisions = dedup.decide(cands, DedupConfig(ivf_nprobe=args.nprobe, ivf_db_cells=args.db_cells))
+    cfg = DedupConfig(join_nprobe=args.nprobe, ivf_db_cells=args.db_cells, jl_tables=args.tables, jl_dims=args.jl_dims)
+    decisions = dedup.decide(cands, cfg)
     seconds = time.perf_counter() - t0
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20
 
@@ -110,7 +113,11 @@ def main() -> None:
     false_drops = sum(1 for i in np.flatnonzero(decisions.reasons != "") if int(i) not in planted_rows)
     reasons, counts = np.unique(decisions.reasons[decisions.reasons != ""], return_counts=True)
     print(f"rows {args.n:,} x {args.dim}d, planted duplicate pairs {len(pairs):,} (built in {built:.1f} s)")
-    print(f"dedup time      {seconds:.1f} s (cells: each row in {args.db_cells}, probing {args.nprobe})")
+    print(f"dedup time      {seconds:.1f} s (cells: each row in {args.db_cells}, probing {args.nprobe}; "
+          f"{args.tables} sketches of {args.jl_dims} dims)")
+    bound = emb_index.jl_bound(2 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss)
+    print(f"sketch bound    |d|^2 {2 * cfg.max_cosine_distance:.2f} -> {bound:.3f} in {cfg.jl_dims} dims; chi-square "
+          f"misses expected over the planted pairs <= {cfg.jl_miss * len(pairs):.1e} per sketch")
     print(f"peak memory     {peak:.2f} GiB (inputs alone {rss_before:.2f} GiB)")
     print(f"recall          {found / len(pairs):.5f} ({found:,}/{len(pairs):,} planted pairs grouped)")
     print(f"false drops     {false_drops}")
