@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test airflow lint bench-extract bench-text bench-download bench-score bench-dedup clean
+.PHONY: demo test airflow lint bench-source bench-extract bench-text bench-download bench-score bench-dedup clean
 
 $(STAMP): requirements.txt pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -24,6 +24,9 @@ airflow: $(STAMP)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .
+
+bench-source: $(STAMP)
+	$(PY) scripts/bench_source.py
 
 bench-extract: $(STAMP)
 	$(PY) scripts/bench_extract.py
