@@ -34,7 +34,7 @@ _JS = "".join(f"function f{i}(a,b){{return a*{i}+b-{i % 13};}}\n" for i in range
 
 def _vocabulary() -> tuple[list[str], list[str]]:
     from danqing.sample.crawl import EXAMPLES, _captions
-    from danqing.text_zh import words
+    from danqing.text.words import words
 
     captions = list(_captions(EXAMPLES).values())
     vocab = sorted({w for c in captions for w in words(c)})
@@ -113,7 +113,7 @@ def run_extract(path: str, profile: bool) -> None:
 
     from danqing.config import PipelineConfig
     from danqing.shard import run_local
-    from danqing.text_zh import word_count
+    from danqing.text.words import word_count
 
     word_count("预热分词词典 v1.0")  # jieba (and rjieba) load their dictionaries once per process: not timed
     cfg = PipelineConfig.from_overrides({"root": tempfile.mkdtemp()})

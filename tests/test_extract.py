@@ -345,20 +345,20 @@ def test_batches_stream_the_same_rows(sample):
 def test_word_count_is_jiebas(caption):
     import jieba
 
-    from danqing import text_zh
+    from danqing.text import words
 
     jieba.initialize()
-    expected = [t for t in jieba.lcut(caption) if text_zh._WORDLIKE.search(t)]  # the definition: jieba, HMM on
-    assert text_zh.words(caption) == expected
-    assert text_zh.word_count(caption) == len(expected)
+    expected = [t for t in jieba.lcut(caption) if words._WORDLIKE.search(t)]  # the definition: jieba, HMM on
+    assert words.words(caption) == expected
+    assert words.word_count(caption) == len(expected)
 
 
 def test_short_captions_skip_segmenting():
-    from danqing import text_zh
+    from danqing.text import words
 
-    text_zh.word_count.cache_clear()
+    words.word_count.cache_clear()
     cfg = ExtractConfig()
     row = {"page_url": "http://www.a.test/", "url": "http://www.a.test/i.jpg", "alt_text": "首页图片",
            "page_language": "zho"}
     assert extract.check(row, cfg) == extract.CAPTION_TOO_SHORT
-    assert text_zh.word_count.cache_info().misses == 0
+    assert words.word_count.cache_info().misses == 0

@@ -26,7 +26,7 @@ from danqing.config import ExtractConfig
 from danqing.records import KEPT, PAIR_SCHEMA, sample_id
 from danqing.shard import ShardJob
 from danqing.stats import StageStats
-from danqing.text_zh import script_language, word_count  # light: jieba itself loads on first use
+from danqing.text.words import script_language, word_count  # light: jieba itself loads on first use
 
 # Drop reasons (rows).
 PAGE_NOT_CHINESE = "page_not_chinese"
