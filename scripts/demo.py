@@ -53,6 +53,21 @@ def run_state(env: dict, run_id: str) -> str:
     return next((r["state"] for r in runs if r["run_id"] == run_id), "queued")
 
 
+def stop(standalone: subprocess.Popen) -> None:
+    """Stop airflow standalone and everything it started: idle LocalExecutor workers and log
+    servers can outlive it, so whatever is left of its process group is killed after it."""
+    os.killpg(standalone.pid, signal.SIGTERM)
+    try:
+        standalone.wait(60)
+    except subprocess.TimeoutExpired:
+        pass
+    time.sleep(2)
+    try:
+        os.killpg(standalone.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass  # the whole group is gone already
+
+
 def main() -> int:
     from danqing import paths, report
     from danqing.config import SAMPLE_CRAWL_ID, PipelineConfig
@@ -85,11 +100,7 @@ def main() -> int:
                 state = run_state(env, run_id)
                 print(f"  run state: {state}", flush=True)
         finally:
-            os.killpg(scheduler.pid, signal.SIGTERM)
-            try:
-                scheduler.wait(60)
-            except subprocess.TimeoutExpired:
-                os.killpg(scheduler.pid, signal.SIGKILL)
+            stop(scheduler)
     print()
     print(report.funnel_table(cfg, SAMPLE_CRAWL_ID))
     print()
