@@ -7,12 +7,12 @@ import re
 from collections import Counter
 
 from danqing.config import RefineConfig
+from danqing.text.scripts import HAN_CHARS
 
 CAPTION_LOW_ENTROPY = "caption_low_entropy"
 
 # Tokens: each Han character, each run of other letters (a word), each run of digits.
-_HAN = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-_TOKEN = re.compile(rf"[{_HAN}]|[^\W\d_{_HAN}]+|\d+")
+_TOKEN = re.compile(rf"[{HAN_CHARS}]|[^\W\d_{HAN_CHARS}]+|\d+")
 
 
 def entropy_ratio(caption: str) -> float:

@@ -9,21 +9,15 @@ from functools import cache
 from pathlib import Path
 
 from danqing.config import RefineConfig
+from danqing.text.scripts import HAN, HAN_CHARS, HANGUL, HANGUL_CHARS, KANA, KANA_CHARS
 
 LANG_JAPANESE = "lang_japanese"
 LANG_KOREAN = "lang_korean"
 LANG_NOT_CHINESE = "lang_not_chinese"
 
 ZH_LABELS = ("__label__zh", "__label__wuu", "__label__yue")  # lid.176's Chinese varieties
-_CJK = "\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff\U00020000-\U0003134f"
-# Kana without U+30FB "・", which Chinese text uses as a name separator.
-_KANA_CHARS = "\u3040-\u309f\u30a0-\u30fa\u30fc-\u30ff\u31f0-\u31ff\uff66-\uff9f"
-_HANGUL_CHARS = "\u1100-\u11ff\u3130-\u318f\uac00-\ud7af"
-_HAN = re.compile(f"[{_CJK}]")
-_KANA = re.compile(f"[{_KANA_CHARS}]")
-_HANGUL = re.compile(f"[{_HANGUL_CHARS}]")
 # A run of letters of any other script (Latin, Cyrillic...) counts as one unit, as a word does.
-_OTHER_WORD = re.compile(rf"[^\W\d_{_CJK}{_KANA_CHARS}{_HANGUL_CHARS}\u30fb]+")
+_OTHER_WORD = re.compile(rf"[^\W\d_{HAN_CHARS}{KANA_CHARS}{HANGUL_CHARS}\u30fb]+")
 
 
 @dataclass(frozen=True)
@@ -45,7 +39,7 @@ class Scripts:
 
 def scripts(text: str) -> Scripts:
     """Count script units; digits and punctuation count for nothing."""
-    return Scripts(len(_HAN.findall(text)), len(_KANA.findall(text)), len(_HANGUL.findall(text)),
+    return Scripts(len(HAN.findall(text)), len(KANA.findall(text)), len(HANGUL.findall(text)),
                    len(_OTHER_WORD.findall(text)))
 
 

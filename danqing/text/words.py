@@ -10,9 +10,8 @@ from __future__ import annotations
 import re
 from functools import cache, lru_cache
 
-_HAN = re.compile(r"[\u3400-\u4dbf\u4e00-\u9fff\uf900-\ufaff]")
-_KANA = re.compile(r"[\u3040-\u30ff]")
-_HANGUL = re.compile(r"[\uac00-\ud7af]")
+from danqing.text.scripts import HAN, HANGUL, KANA
+
 _LATIN = re.compile(r"[A-Za-z]")
 _WORDLIKE = re.compile(r"[\w\u3400-\u4dbf\u4e00-\u9fff]")  # a token with a letter, digit or Han is a word
 _BLOCK = re.compile(r"([\u4e00-\u9fd5a-zA-Z0-9+#&._%\-]+)")  # jieba's re_han_default: what it segments
@@ -63,16 +62,16 @@ def word_count(text: str) -> int:
 
 def han_share(text: str) -> float:
     """Han characters over Han plus Latin letters: how Chinese a text reads, 0..1."""
-    han = len(_HAN.findall(text))
+    han = len(HAN.findall(text))
     latin = len(_LATIN.findall(text))
     return han / (han + latin) if han + latin else 0.0
 
 
 def script_language(text: str, min_han_share: float = 0.3) -> str:
     """ISO 639-3 guess from scripts alone: zho, jpn, kor, or und (not CJK)."""
-    han = len(_HAN.findall(text))
-    kana = len(_KANA.findall(text))
-    hangul = len(_HANGUL.findall(text))
+    han = len(HAN.findall(text))
+    kana = len(KANA.findall(text))
+    hangul = len(HANGUL.findall(text))
     if kana and kana * 5 >= han:  # Japanese mixes kana into kanji; Chinese has almost none
         return "jpn"
     if hangul > han:
