@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 # Stage order of the pipeline; one name per stage across module, task_id and folder.
 STAGES = ["extract", "refine", "download", "score", "dedup", "align", "assemble", "publish"]
 
@@ -14,6 +16,14 @@ def shard_uri(root: str, crawl: str, stage: str, shard: int, suffix: str = ".par
     return f"{stage_dir(root, crawl, stage)}/{shard:05d}{suffix}"
 
 
+def shard_of(uri: str) -> int:
+    """The shard number of a stage output: .../00003.parquet -> 3 (the inverse of shard_uri)."""
+    match = re.search(r"(\d+)\.parquet$", uri)
+    if match is None:
+        raise ValueError(f"no shard number in {uri}")
+    return int(match.group(1))
+
+
 def stats_uri(root: str, crawl: str, stage: str, shard: int) -> str:
     return shard_uri(root, crawl, stage, shard, "_stats.json")
 
@@ -24,6 +34,11 @@ def index_dir(root: str, crawl: str) -> str:
 
 def plan_uri(root: str, crawl: str) -> str:
     return f"{index_dir(root, crawl)}/shards.json"
+
+
+def plan_shard_uri(root: str, crawl: str, shard: int) -> str:
+    """One shard's inputs, so a task reads a small file rather than the whole plan."""
+    return f"{index_dir(root, crawl)}/shards/{shard:05d}.json"
 
 
 def sample_crawl_root(root: str) -> str:

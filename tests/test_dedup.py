@@ -109,9 +109,9 @@ def test_released_match():
 
 
 def test_shard_of():
-    assert dedup.shard_of("s3://b/c/score/00003.parquet") == 3
+    assert paths.shard_of("s3://b/c/score/00003.parquet") == 3
     with pytest.raises(ValueError):
-        dedup.shard_of("s3://b/c/score/x.parquet")
+        paths.shard_of("s3://b/c/score/x.parquet")
 
 
 def _reencode(data: bytes) -> bytes:

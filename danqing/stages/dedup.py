@@ -10,7 +10,6 @@ and then written shard by shard through the ordinary runner (stats, lineage, ski
 from __future__ import annotations
 
 import io as _io
-import re
 from dataclasses import dataclass
 
 import numpy as np
@@ -103,14 +102,6 @@ def _embedding_groups(rows: np.ndarray, c: Candidates, cfg: DedupConfig, drop, r
     drop(rows[gone], rows[keeper_of_label[labels[gone]]], reason)
 
 
-def shard_of(uri: str) -> int:
-    """Shard number from a stage output name: .../00003.parquet -> 3."""
-    match = re.search(r"(\d+)\.parquet$", uri)
-    if match is None:
-        raise ValueError(f"no shard number in {uri}")
-    return int(match.group(1))
-
-
 def load_embeddings(uri: str, storage_options: dict | None = None) -> np.ndarray:
     with io.open_uri(uri, "rb", storage_options) as f:
         return np.load(_io.BytesIO(f.read())).astype(np.float32)
@@ -125,7 +116,7 @@ def candidates(cfg: PipelineConfig, tables: list[pa.Table], score_uris: list[str
         shas += _column(table, "sha256")
         phashes += _column(table, "phash")
         embs.append(emb[np.asarray(table["emb_row"].to_pylist(), dtype=np.int64)])
-        batches.append(np.full(table.num_rows, shard_of(uri) // cfg.dedup.batch_shards))
+        batches.append(np.full(table.num_rows, paths.shard_of(uri) // cfg.dedup.batch_shards))
     emb = np.concatenate(embs) if embs else np.zeros((0, 1), np.float32)
     return Candidates(ids, shas, phashes, emb, np.concatenate(batches) if batches else np.zeros(0, np.int64))
 
@@ -138,9 +129,9 @@ def run(cfg: PipelineConfig, crawl: str, score_uris: list[str],
         attempt: lineage.Attempt | None = None) -> list[dict]:
     """Decide duplicates over the whole crawl once, then write each shard; returns per-shard summaries."""
     attempt = attempt or lineage.Attempt()
-    uris = sorted(score_uris, key=shard_of)
-    if all(_done(cfg, crawl, shard_of(u), u) for u in uris):
-        return [run_shard("dedup", crawl, shard_of(u), [u], cfg, attempt, process=_already_done) for u in uris]
+    uris = sorted(score_uris, key=paths.shard_of)
+    if all(_done(cfg, crawl, paths.shard_of(u), u) for u in uris):
+        return [run_shard("dedup", crawl, paths.shard_of(u), [u], cfg, attempt, process=_already_done) for u in uris]
     tables = [kept_rows(u, cfg) for u in uris]
     model = next((t["model"][0].as_py() for t in tables if t.num_rows), "")
     released = emb_index.load_released(cfg, crawl, model) if cfg.dedup.released_index else None
@@ -150,7 +141,7 @@ def run(cfg: PipelineConfig, crawl: str, score_uris: list[str],
         end = start + table.num_rows
         reasons = list(decisions.reasons[start:end])
         dup_of = decisions.duplicate_of[start:end]
-        summaries.append(run_shard("dedup", crawl, shard_of(uri), [uri], cfg, attempt,
+        summaries.append(run_shard("dedup", crawl, paths.shard_of(uri), [uri], cfg, attempt,
                                    process=_writer(table, reasons, dup_of)))
         start = end
     return summaries
@@ -181,10 +172,10 @@ def add_release(cfg: PipelineConfig, crawl: str, uris: list[str]) -> dict:
     embeddings are looked up by id in the same crawl's score outputs. Rewrites the crawl's entry.
     """
     ids, shas, models, embs = [], [], [], []
-    for uri in sorted(uris, key=shard_of):
+    for uri in sorted(uris, key=paths.shard_of):
         so = cfg.storage_options
         rows = kept_rows(uri, cfg) if _has_reasons(uri, cfg) else io.read_parquet(uri, storage_options=so)
-        score_uri = paths.shard_uri(cfg.root, crawl, "score", shard_of(uri))
+        score_uri = paths.shard_uri(cfg.root, crawl, "score", paths.shard_of(uri))
         scored = io.read_parquet(score_uri, ["id", "emb_row", "model"], cfg.storage_options)
         emb_row = dict(zip(scored["id"].to_pylist(), scored["emb_row"].to_pylist(), strict=True))
         emb = load_embeddings(score_uri.removesuffix(".parquet") + "_img.npy", cfg.storage_options)

@@ -37,8 +37,8 @@ def plan(cfg: PipelineConfig, crawl: str, index_uri: str) -> list[int]:
 def shard_inputs(cfg: PipelineConfig, crawl: str, shard: int) -> list[str]:
     """The input specs of one shard (reads only that shard's file, not the whole plan)."""
     so = cfg.storage_options
-    if io.exists(_shard_file(cfg, crawl, shard), so):
-        return io.read_json(_shard_file(cfg, crawl, shard), so)["inputs"]
+    if io.exists(paths.plan_shard_uri(cfg.root, crawl, shard), so):
+        return io.read_json(paths.plan_shard_uri(cfg.root, crawl, shard), so)["inputs"]
     return io.read_json(paths.plan_uri(cfg.root, crawl), so)[shard]["inputs"]  # a plan written elsewhere
 
 
@@ -139,7 +139,7 @@ def write_plan(cfg: PipelineConfig, crawl: str, shards: Iterable[list[str]]) -> 
         for i, inputs in enumerate(shards):
             entry = {"shard": i, "inputs": inputs}
             # each per-shard write waits on fsync or an upload: overlap them, a bounded number at a time
-            pending.append(pool.submit(io.write_json, entry, _shard_file(cfg, crawl, i), so))
+            pending.append(pool.submit(io.write_json, entry, paths.plan_shard_uri(cfg.root, crawl, i), so))
             if len(pending) >= 64:
                 pending.pop(0).result()
             f.write(f"{',' if i else ''}\n{json.dumps(entry)}".encode())
@@ -148,7 +148,3 @@ def write_plan(cfg: PipelineConfig, crawl: str, shards: Iterable[list[str]]) -> 
         for fut in pending:
             fut.result()
     return count
-
-
-def _shard_file(cfg: PipelineConfig, crawl: str, shard: int) -> str:
-    return f"{paths.index_dir(cfg.root, crawl)}/shards/{shard:05d}.json"

@@ -40,7 +40,7 @@ def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
             shards.append((uri, table))
         pairs = pa.concat_tables([t for _, t in shards]) if shards else pa.table({})
         io.write_parquet(pairs, str(staging / "pairs.parquet"))
-        aligned = [paths.shard_uri(cfg.root, crawl, "align", int(Path(uri).stem)) for uri, _ in shards]
+        aligned = [paths.shard_uri(cfg.root, crawl, "align", paths.shard_of(uri)) for uri, _ in shards]
         similarity = align.histogram(cfg, crawl, aligned)  # the band's calibration data
         io.write_json(similarity, str(staging / "similarity.json"))
         files = {p.relative_to(staging).as_posix(): io.checksum(str(p))
@@ -60,7 +60,7 @@ def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
 
         add_release(cfg, crawl, assemble_uris)
     for uri, table in shards:
-        shard = int(Path(uri).stem)
+        shard = paths.shard_of(uri)
         lineage.record(cfg.lineage, crawl=crawl, shard=shard, stage="publish", status="done",
                        run_id=attempt.run_id, try_number=attempt.try_number, inputs=[uri],
                        outputs={f"{final}/pairs.parquet": files["pairs.parquet"]},
