@@ -15,7 +15,6 @@ from __future__ import annotations
 import gzip
 import io
 import json
-import os
 import shutil
 import uuid
 from dataclasses import dataclass, field
@@ -23,6 +22,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 from danqing.config import SAMPLE_CRAWL_ID
+from danqing.io import atomic_write
 
 EXAMPLES = Path(__file__).resolve().parents[2] / "tests" / "fixtures" / "danqing_examples"
 SEGMENTS = ("4099000000000.00", "4099000000001.01")
@@ -426,7 +426,5 @@ def _serve_tree(www: Path, groups: list[list[Page]]) -> int:
 
 
 def _write(path: Path, data: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    tmp.write_bytes(data)
-    os.replace(tmp, path)
+    with atomic_write(str(path)) as f:
+        f.write(data)

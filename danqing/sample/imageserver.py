@@ -18,6 +18,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 from urllib.parse import urlsplit
 
+from danqing.io import atomic_write
+
 _MAGIC = [(b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
           (b"RIFF", "image/webp")]
 
@@ -133,9 +135,8 @@ def main(argv: list[str] | None = None) -> None:
     signal.signal(signal.SIGTERM, lambda *_: stopped.set())
     with server:
         if args.address_file:
-            tmp = Path(f"{args.address_file}.tmp")
-            tmp.write_text(server.address)
-            tmp.replace(args.address_file)
+            with atomic_write(args.address_file) as f:  # readers never see a half-written address
+                f.write(server.address.encode())
         print(f"serving {len(server.hosts)} hosts on {server.address}", flush=True)
         try:
             stopped.wait()
