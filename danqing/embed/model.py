@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import tempfile
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -14,12 +13,10 @@ import numpy as np
 from danqing.config import ScoreConfig
 
 # A tiny CLIP for tests and the demo: random weights, 64 px images, open_clip's bundled BPE tokenizer.
+# Its config ships in models/, the folder open_clip's registry scans.
 TINY = "danqing-tiny"
-TINY_CONFIG = {
-    "embed_dim": 64,
-    "vision_cfg": {"image_size": 64, "layers": 2, "width": 64, "head_width": 32, "patch_size": 16},
-    "text_cfg": {"context_length": 77, "vocab_size": 49408, "width": 64, "heads": 2, "layers": 2},
-}
+MODEL_CONFIGS = Path(__file__).parent / "models"
+TINY_CONFIG = json.loads((MODEL_CONFIGS / f"{TINY}.json").read_text())
 
 
 @lru_cache(maxsize=1)
@@ -27,9 +24,7 @@ def register() -> None:
     """Add danqing-tiny to open_clip's registry (it scans a folder of JSON configs)."""
     import open_clip
 
-    folder = Path(tempfile.mkdtemp(prefix="danqing-models-"))
-    (folder / f"{TINY}.json").write_text(json.dumps(TINY_CONFIG))
-    open_clip.add_model_config(folder)
+    open_clip.add_model_config(MODEL_CONFIGS)
 
 
 def model_id(cfg: ScoreConfig) -> str:
