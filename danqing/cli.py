@@ -58,11 +58,11 @@ def _run_stage(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConf
     from danqing.shard import run_local
 
     summary = run_local(stage, inputs, out_prefix, cfg)
-    text = json.dumps(summary)
     if xcom:
-        Path(xcom).parent.mkdir(parents=True, exist_ok=True)
-        Path(xcom).write_text(text)
-    print(text)
+        from danqing.stages.score import write_xcom
+
+        write_xcom(summary, xcom)
+    print(json.dumps(summary))
     return 0
 
 

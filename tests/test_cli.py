@@ -41,3 +41,13 @@ def test_lineage_prints_the_funnel(tmp_path):
                    seconds=1.0, code_version="0", config_hash="h")
     out = danqing("--config", json.dumps({"lineage_url": url}), "lineage", "CC-MAIN-2025-47").stdout
     assert "extract" in out and "page_not_chinese=6" in out
+
+
+def test_score_writes_embeddings_and_the_xcom_summary(cfg, tmp_path):
+    from score_helpers import examples, write_download_shard
+
+    shard = write_download_shard(cfg, "CC-MAIN-2099-01", 0, examples(4))
+    out = danqing("score", shard, "--out", str(tmp_path / "s.parquet"), "--xcom", str(tmp_path / "x" / "return.json"))
+    summary = json.loads(out.stdout)
+    assert summary["total"] == 4 and json.loads((tmp_path / "x" / "return.json").read_text()) == summary
+    assert (tmp_path / "s_img.npy").exists() and (tmp_path / "s_txt.npy").exists()
