@@ -14,6 +14,8 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from danqing.paths import is_local
+
 SAMPLE_CRAWL_ID = "CC-MAIN-2099-01"  # the bundled sample crawl; no real crawl will take this id
 
 
@@ -220,7 +222,7 @@ class PipelineConfig(Section):
         """The lineage store's URL: lineage_url, else a SQLite file under a local root."""
         if self.lineage_url:
             return self.lineage_url
-        if "://" in self.root and not self.root.startswith("file://"):
+        if not is_local(self.root):
             raise ValueError(f"root {self.root} is not local: set lineage_url (DANQING_LINEAGE_URL) to a database URL")
         return f"sqlite:///{self.root.removeprefix('file://')}/lineage.sqlite"
 

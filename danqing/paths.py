@@ -8,6 +8,11 @@ import re
 STAGES = ["extract", "refine", "download", "score", "dedup", "align", "assemble", "publish"]
 
 
+def is_local(uri: str) -> bool:
+    """A plain path or file:// URI, as opposed to an object store or web URL."""
+    return "://" not in uri or uri.startswith("file://")
+
+
 def stage_dir(root: str, crawl: str, stage: str) -> str:
     return f"{root.rstrip('/')}/{crawl}/{stage}"
 

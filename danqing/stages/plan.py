@@ -99,7 +99,7 @@ def _index(cfg: PipelineConfig, crawl: str, warcs: list[str] | None):
     table = f"{cfg.source.index_url.rstrip('/')}/crawl={crawl}/subset=warc/*.parquet"
     con = duckdb.connect()
     try:
-        if "://" in table and not table.startswith("file://"):
+        if not paths.is_local(table):
             # DuckDB's own httpfs cannot be installed here; fsspec (s3fs...) reads for it.
             fs, _ = io.fs_for(table, cfg.source.storage_options or cfg.storage_options)
             con.register_filesystem(fs)

@@ -24,7 +24,7 @@ def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
             attempt: lineage.Attempt = lineage.CLI) -> dict:
     """Write {release_root}/{crawl}/ from the assembled shards; returns a small summary."""
     final = paths.release_dir(cfg.release_root, crawl)
-    if not _is_local(final):
+    if not paths.is_local(final):
         raise ValueError(f"publish writes a local release folder; got {final} (HF/ModelScope uploads read it)")
     final_dir = Path(final.removeprefix("file://"))
     staging = final_dir.with_name(f".{final_dir.name}.tmp-{uuid.uuid4().hex[:8]}")
@@ -67,10 +67,6 @@ def publish(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
                        count_in=table.num_rows, count_out=table.num_rows, dropped={}, errors={},
                        seconds=0.0, code_version=__version__, config_hash=cfg.hash())
     return {"release": str(final_dir), "rows": pairs.num_rows, "version": manifest["version"]}
-
-
-def _is_local(uri: str) -> bool:
-    return "://" not in uri or uri.startswith("file://")
 
 
 def _swap(staging: Path, final_dir: Path) -> None:
