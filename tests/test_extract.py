@@ -155,51 +155,6 @@ def test_run_shard_balances_and_is_deterministic(sample, cfg):
 
 # ---- pure pieces -------------------------------------------------------------------------
 
-GBK_PAGE = "<html><body><p>欢迎光临本店，全场商品包邮。</p><img src=a.jpg alt='纯棉短袖T恤'></body></html>"
-
-
-@pytest.mark.parametrize("payload,header,expected", [
-    (GBK_PAGE.encode("gbk"), "gbk", "gb18030"),
-    (GBK_PAGE.encode("gbk"), "GB2312", "gb18030"),
-    (b'<meta charset="big5">' + GBK_PAGE.encode("big5", "ignore"), None, "big5hkscs"),
-    (b"<meta http-equiv=Content-Type content='text/html; charset=gbk'>" + GBK_PAGE.encode("gbk"), None, "gb18030"),
-    (b'<meta charset="gbk">' + GBK_PAGE.encode("gbk"), "utf-8", "gb18030"),  # server default loses to bytes
-    (b"\xef\xbb\xbf" + GBK_PAGE.encode(), "gbk", "utf-8"),  # BOM first
-    (GBK_PAGE.encode(), None, "utf-8"),
-    (GBK_PAGE.encode(), "no-such-charset", "utf-8"),
-    ((GBK_PAGE * 4).encode("gbk"), None, "gb18030"),  # detected
-])
-def test_decode_html(payload, header, expected):
-    text, charset = extract.decode_html(payload, header)
-    assert charset == expected
-    assert "纯棉短袖" in text or expected == "big5hkscs"
-
-
-@pytest.mark.parametrize("srcset,expected", [
-    ("a.jpg 320w, b.jpg 1280w, c.jpg 640w", "b.jpg"),
-    ("a.jpg 1x, b.jpg 2x", "b.jpg"),
-    ("a.jpg, b.jpg 1.5x", "b.jpg"),
-    ("https://cdn.test/w_300,h_200/a.jpg 300w, https://cdn.test/w_900,h_600/a.jpg 900w",
-     "https://cdn.test/w_900,h_600/a.jpg"),
-    ("data:image/gif;base64,R0lG 2x, real.jpg 1x", "real.jpg"),
-    ("", None),
-])
-def test_largest_in_srcset(srcset, expected):
-    assert extract.largest_in_srcset(srcset) == expected
-
-
-@pytest.mark.parametrize("attrs,expected", [
-    ({"src": "a.jpg"}, "a.jpg"),
-    ({"src": "data:image/gif;base64,R0lG", "data-src": "real.jpg"}, "real.jpg"),
-    ({"src": "loading.gif", "data-original": "real.jpg"}, "real.jpg"),
-    ({"src": "small.jpg", "srcset": "small.jpg 1x, big.jpg 2x"}, "big.jpg"),
-    ({"src": "data:image/png;base64,iVBO"}, None),
-    ({"src": "  "}, None),
-])
-def test_image_source(attrs, expected):
-    assert extract.image_source(attrs) == expected
-
-
 def _row(alt: str, lang: str = "zho", page: str = "http://www.a.test/p.html", url: str = "http://img.a.test/1.jpg"):
     return {"alt_text": alt, "page_language": lang, "page_url": page, "url": url}
 
@@ -324,11 +279,11 @@ def test_nesting_bomb_is_caught_fast():
     page = extract.Page("http://www.b.test/", "<urn:uuid:1>", 0, bomb, "utf-8", language="zho")
     stats = StageStats()
     started = time.monotonic()
-    assert extract.page_rows(page, ExtractConfig(), stats) == []
+    assert extract.page_pairs(page, ExtractConfig(), stats)[0] == []
     assert stats.errors == Counter({extract.HTML_TOO_DEEP: 1}) and time.monotonic() - started < 1
     normal = ("<ul>" + "<li><img src=a.jpg alt='北欧风格实木餐桌椅组合家用小户型'>" * 6000 + "</ul>").encode()
     page = extract.Page("http://www.b.test/", "<urn:uuid:2>", 0, normal, "utf-8", language="zho")
-    assert len(extract.page_rows(page, ExtractConfig(), stats)) == 1  # many tags, shallow: parsed
+    assert len(extract.page_pairs(page, ExtractConfig(), stats)[0]) == 1  # many tags, shallow: parsed
 
 
 def test_batches_stream_the_same_rows(sample):

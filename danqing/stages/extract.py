@@ -1,15 +1,14 @@
 """Stage 1: image/alt-text candidate pairs from the HTML pages of WARC files, coarsely filtered.
 
-Reads WARCs with FastWARC, decodes pages (HTTP header, <meta>, then detection), finds <img>
-with alt text via lexbor (selectolax), and judges each pair: page language, blacklisted
-domain, caption length in jieba words, text-safety floor. Every pair keeps the offset and
+Reads WARCs with FastWARC, finds captioned <img> tags and the page charset with a byte-level
+scan (danqing.pagehtml), and judges each pair: page language, blacklisted domain, caption
+length in jieba words, text-safety floor. Every pair keeps the offset and
 length of its response record's gzip member, so a byte-range read returns that record.
 Corrupt input is counted with stats.error and skipped; it never fails the shard.
 """
 
 from __future__ import annotations
 
-import codecs
 import importlib
 import json
 import re
@@ -17,11 +16,11 @@ import zlib
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import urlsplit
 
 import pyarrow as pa
 
-from danqing import warcsource
+from danqing import pagehtml, warcsource
 from danqing.config import ExtractConfig
 from danqing.records import KEPT, PAIR_SCHEMA, sample_id
 from danqing.shard import ShardJob
@@ -44,26 +43,11 @@ RESPONSE_NOT_OK = "response_not_ok"
 PAYLOAD_NOT_HTML = "payload_not_html"
 HTML_TOO_LARGE = "html_too_large"
 HTML_TOO_DEEP = "html_too_deep"
-HTML_UNPARSABLE = "html_unparsable"
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
-_META_CHARSET = re.compile(rb"""<meta[^>]{0,300}?charset\s*=\s*["']?\s*([a-z0-9_.:\-]+)""", re.I)
-_LAZY_ATTRS = ("data-src", "data-original", "data-lazy-src", "data-lazyload", "data-echo")
-_SRCSET_URL = re.compile(r"[\s,]*(\S+)")
 _CLD2 = re.compile(rb"^languages-cld2:\s*(.+?)\s*$", re.M)
 _SPACES = re.compile(r"\s+")
-# WHATWG labels: GB2312/GBK pages are decoded as GB18030 (a superset), Big5 as Big5-HKSCS, Latin-1 as cp1252.
-_CHARSET_ALIASES = {
-    **dict.fromkeys(("gb2312", "gbk", "x-gbk", "gb_2312", "gb_2312-80", "cp936", "ms936", "windows-936", "euc-cn",
-                     "csgb2312", "chinese", "iso-ir-58", "gb18030"), "gb18030"),
-    **dict.fromkeys(("big5", "big5-hkscs", "x-x-big5", "cn-big5", "csbig5", "cp950", "ms950"), "big5hkscs"),
-    **dict.fromkeys(("iso-8859-1", "latin1", "latin-1", "us-ascii", "ascii", "iso8859-1", "l1"), "cp1252"),
-    **dict.fromkeys(("utf8", "unicode-1-1-utf-8", "utf-16", "utf-16le", "utf-16be"), "utf-8"),  # meta utf-16 = utf-8
-}
-_DETECT_BYTES = 32_768
-_IMG_TAG = re.compile(rb"<img", re.I)
 _BATCH_ROWS = 8192
-_ROW_KEYS = ("page_url", "url", "alt_text", "page_language", "charset", "drop_reason")  # what page_rows gives
 _DEPTH_CHECK_TAGS = 5  # pages with more than max_html_depth * this many "<" get a nesting scan
 _TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9]{0,15})")
 # Elements that never hold children or are closed implicitly by a sibling: they add no depth.
@@ -91,20 +75,27 @@ def process(job: ShardJob, stats: StageStats) -> pa.RecordBatchReader:
 
 def iter_batches(job: ShardJob, stats: StageStats, batch_rows: int = _BATCH_ROWS) -> Iterator[pa.RecordBatch]:
     """process() as record batches of about batch_rows rows, for a writer that streams them out."""
+    cfg = job.cfg.extract
+    judge = Judge(cfg)
     columns: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
     for spec in job.inputs:
         name = warcsource.warc_filename(spec)
         stream = warcsource.open_input(spec, job.cfg)
         try:
-            for page in iter_pages(stream, stats, job.cfg.extract):
-                offset = warcsource.file_offset(stream, page.pos)
-                rows = page_rows(page, job.cfg.extract, stats)
-                columns["id"] += [sample_id(name, offset, row["url"], row["alt_text"]) for row in rows]
-                for key in _ROW_KEYS:
-                    columns[key] += [row[key] for row in rows]
-                columns["warc_filename"] += [name] * len(rows)
-                columns["warc_record_offset"] += [offset] * len(rows)
-                columns["warc_record_length"] += [page.length] * len(rows)
+            for page in iter_pages(stream, stats, cfg):
+                pairs, charset, language = page_pairs(page, cfg, stats)
+                if not pairs:
+                    continue
+                offset, n = warcsource.file_offset(stream, page.pos), len(pairs)
+                columns["id"] += [sample_id(name, offset, url, alt) for url, alt in pairs]
+                columns["url"] += [url for url, _ in pairs]
+                columns["alt_text"] += [alt for _, alt in pairs]
+                page_reason = judge.page(page.url, language)
+                columns["drop_reason"] += [page_reason] * n if page_reason else [judge.pair(*p) for p in pairs]
+                for key, value in (("page_url", page.url), ("page_language", language), ("charset", charset),
+                                   ("warc_filename", name), ("warc_record_offset", offset),
+                                   ("warc_record_length", page.length)):
+                    columns[key] += [value] * n
                 if len(columns["id"]) >= batch_rows:  # Arrow holds rows in a fraction of Python's memory
                     yield _batch(columns)
         finally:
@@ -280,48 +271,6 @@ def dechunk(data: bytes) -> bytes:
 
 # ---- page -> pairs ---------------------------------------------------------------------
 
-def normalize_charset(label: str | bytes | None) -> str | None:
-    """The Python codec for a declared charset label, or None when unknown."""
-    if not label:
-        return None
-    if isinstance(label, bytes):
-        label = label.decode("ascii", "ignore")
-    label = label.strip().strip("\"'").lower()
-    label = _CHARSET_ALIASES.get(label, label)
-    try:
-        return codecs.lookup(label).name
-    except LookupError:
-        return None
-
-
-def decode_html(payload: bytes, http_charset: str | None) -> tuple[str, str]:
-    """Text and codec: BOM, the HTTP header, <meta>, strict UTF-8, then charset-normalizer's guess."""
-    if payload.startswith(codecs.BOM_UTF8):
-        return payload[3:].decode("utf-8", "replace"), "utf-8"
-    meta = _META_CHARSET.search(payload, 0, 4096)
-    declared = [c for c in (normalize_charset(http_charset), normalize_charset(meta and meta.group(1))) if c]
-    # A server default (often utf-8) that the bytes contradict loses to the page's own <meta>.
-    for charset in dict.fromkeys(declared):
-        try:
-            return payload.decode(charset), charset
-        except UnicodeDecodeError:
-            pass
-    if "utf-8" not in declared:
-        try:
-            return payload.decode("utf-8"), "utf-8"
-        except UnicodeDecodeError:
-            pass
-    charset = declared[0] if declared else detect_charset(payload)
-    return payload.decode(charset, "replace"), charset
-
-
-def detect_charset(payload: bytes) -> str:
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(payload[:_DETECT_BYTES]).best()
-    return normalize_charset(best.encoding if best else None) or "utf-8"
-
-
 def nesting_depth(payload: bytes) -> int:
     """Approximate element depth from the tag stream (void and implicitly closed tags ignored)."""
     depth = deepest = 0
@@ -337,171 +286,67 @@ def nesting_depth(payload: bytes) -> int:
     return deepest
 
 
-def page_rows(page: Page, cfg: ExtractConfig, stats: StageStats) -> list[dict]:
-    """One row per distinct (image URL, alt) of the page, judged."""
-    from selectolax.lexbor import LexborHTMLParser
-
+def page_pairs(page: Page, cfg: ExtractConfig, stats: StageStats) -> tuple[list[tuple[str, str]], str, str]:
+    """(image URL, alt) of every distinct captioned <img>, the page's charset and its language."""
     payload = page.payload
     if payload.count(b"<") > cfg.max_html_depth * _DEPTH_CHECK_TAGS and nesting_depth(payload) > cfg.max_html_depth:
         stats.error(HTML_TOO_DEEP)
-        return []
-    if not _IMG_TAG.search(payload):
-        return []  # no <img>, no pairs: the costly decode and parse are skipped
-    text, charset = decode_html(payload, page.http_charset)
-    # lexbor reads UTF-8 itself: cleanly decoded UTF-8 is handed over as the bytes, not re-encoded from text.
-    clean_utf8 = charset == "utf-8" and "\ufffd" not in text and not payload.startswith(codecs.BOM_UTF8)
-    try:
-        tree = LexborHTMLParser(payload if clean_utf8 else text)
-        pairs = find_images(tree, page.url, cfg.min_img_side_px)
-    except Exception:
-        stats.error(HTML_UNPARSABLE)
-        return []
-    language = page.language or own_language(tree, pairs)
-    page_reason = _page_reason(page.url, language, cfg)  # check()'s first steps, once per page
-    rows = []
-    for url, alt in pairs:
-        row = {"page_url": page.url, "url": url, "alt_text": alt, "page_language": language, "charset": charset}
-        row["drop_reason"] = page_reason or _pair_reason(url, alt, cfg) or KEPT
-        rows.append(row)
-    return rows
+        return [], "", ""
+    pairs, charset = pagehtml.images(payload, page.url, page.http_charset, cfg.min_img_side_px)
+    if not pairs:
+        return [], charset, page.language
+    language = page.language or own_language(payload, charset, pairs)
+    return pairs, charset, language
 
 
-def find_images(tree, page_url: str, min_side_px: int) -> list[tuple[str, str]]:
-    """(absolute image URL, alt) of every captioned <img>, in page order, without repeats."""
-    base = page_url
-    base_node = tree.css_first("base[href]")
-    if base_node is not None:
-        href = (base_node.attributes.get("href") or "").strip()
-        if href:
-            base = urljoin(page_url, href)
-    seen: set[tuple[str, str]] = set()
-    pairs = []
-    for node in tree.css("img[alt]"):
-        attrs = node.attributes
-        alt = _SPACES.sub(" ", attrs.get("alt") or "").strip()
-        if not alt or _is_pixel(attrs, min_side_px):
-            continue
-        src = image_source(attrs)
-        if not src:
-            continue
-        url = _absolute(base, src)
-        if not url.startswith(("http://", "https://")):
-            continue
-        key = (url, alt)
-        if key not in seen:
-            seen.add(key)
-            pairs.append(key)
-    return pairs
-
-
-def _absolute(base: str, src: str) -> str:
-    """src resolved against base, without fragment; absolute URLs without dot segments skip urljoin."""
-    if src.startswith(("http://", "https://")) and "/." not in src:
-        url = src
-    else:
-        url = urljoin(base, src)
-    return url.split("#", 1)[0]
-
-
-def image_source(attrs: dict) -> str | None:
-    """The real image of an <img>: lazy-load attributes first, then srcset's largest, then src."""
-    for name in _LAZY_ATTRS:
-        value = attrs.get(name)
-        if value and (value := value.strip()) and not value.startswith("data:"):
-            return value
-    for name in ("srcset", "data-srcset"):
-        value = attrs.get(name)
-        if value and (value := largest_in_srcset(value)):
-            return value
-    src = (attrs.get("src") or "").strip()
-    return src if src and not src.lower().startswith("data:") else None
-
-
-def largest_in_srcset(srcset: str) -> str | None:
-    """The candidate with the largest width (w) or density (x) descriptor; widths win over densities."""
-    best, best_key = None, (-1, -1.0)
-    pos = 0
-    while match := _SRCSET_URL.match(srcset, pos):
-        url, pos = match.group(1), match.end()
-        descriptor = ""
-        if url.endswith(","):  # a URL directly followed by a comma has no descriptor (commas inside are kept)
-            url = url.rstrip(",")
-        else:
-            end = srcset.find(",", pos)
-            end = len(srcset) if end < 0 else end
-            descriptor, pos = srcset[pos:end].strip().lower(), end
-        key = _descriptor_key(descriptor)
-        if key is not None and url and not url.startswith("data:") and key > best_key:
-            best, best_key = url, key
-    return best
-
-
-def _descriptor_key(descriptor: str) -> tuple[int, float] | None:
-    if not descriptor:
-        return (0, 1.0)
-    unit, number = descriptor[-1:], descriptor[:-1]
-    try:
-        value = float(number)
-    except ValueError:
-        return None
-    return (1, value) if unit == "w" else (0, value) if unit == "x" else None
-
-
-def _is_pixel(attrs: dict, min_side_px: int) -> bool:
-    for name in ("width", "height"):
-        value = attrs.get(name)
-        if not value:
-            continue
-        value = value.strip().lower().removesuffix("px").strip()
-        if value.isdigit() and int(value) <= min_side_px:
-            return True
-    return False
-
-
-def own_language(tree, pairs: list[tuple[str, str]]) -> str:
+def own_language(payload: bytes, charset: str, pairs: list[tuple[str, str]]) -> str:
     """Script-based language of a page without a CLD2 label: its visible text plus its alts."""
-    body = tree.body
-    if body is not None:
-        tree.strip_tags(["script", "style", "noscript"])
-    title = tree.css_first("title")
-    parts = [title.text() if title is not None else "", body.text(separator=" ") if body is not None else ""]
-    parts += [alt for _, alt in pairs]
-    return script_language(" ".join(parts)[:20_000])
+    text = pagehtml.visible_text(payload, charset)
+    return script_language(" ".join([text[:20_000], *(alt for _, alt in pairs)]))
 
 
 # ---- checks ----------------------------------------------------------------------------
 
+class Judge:
+    """The stage-1 checks of one config, prepared once per shard: each returns a drop reason or KEPT."""
+
+    def __init__(self, cfg: ExtractConfig):
+        self.languages = frozenset(cfg.languages)
+        self.blocked = frozenset(d.strip().lower().strip(".") for d in cfg.domain_blacklist if d.strip())
+        self.min_words, self.max_words = cfg.min_words, cfg.max_words
+        self.classifier = _classifier(cfg.safety_classifier) if cfg.safety_classifier else None
+        self.keywords = _keywords()
+
+    def page(self, page_url: str, language: str) -> str:
+        if language.split(",", 1)[0] not in self.languages:  # the page's main language, as CLD2 ranks them
+            return PAGE_NOT_CHINESE
+        return DOMAIN_BLACKLISTED if self.blocked and _blocked(page_url, self.blocked) else KEPT
+
+    def pair(self, url: str, alt: str) -> str:
+        if self.blocked and _blocked(url, self.blocked):
+            return DOMAIN_BLACKLISTED
+        # Every word is one character at least: a caption shorter than min_words is short without segmenting.
+        words = len(alt)
+        words = words if words < self.min_words else word_count(alt)
+        if words < self.min_words:
+            return CAPTION_TOO_SHORT
+        if words > self.max_words:
+            return CAPTION_TOO_LONG
+        if self.unsafe(alt):
+            return CAPTION_UNSAFE
+        return KEPT
+
+    def unsafe(self, caption: str) -> bool:
+        """The keyword floor, then the configured classifier (if any)."""
+        if self.keywords.search(_SPACES.sub("", caption.lower())):
+            return True
+        return bool(self.classifier and self.classifier(caption))
+
+
 def check(row: dict, cfg: ExtractConfig) -> str | None:
     """The drop reason of one candidate pair, or None to keep it."""
-    return _page_reason(row["page_url"], row["page_language"], cfg) or _pair_reason(row["url"], row["alt_text"], cfg)
-
-
-def _page_reason(page_url: str, language: str, cfg: ExtractConfig) -> str | None:
-    if language.split(",", 1)[0] not in cfg.languages:
-        return PAGE_NOT_CHINESE
-    blocked = _blacklist(tuple(cfg.domain_blacklist))
-    return DOMAIN_BLACKLISTED if blocked and _blocked(page_url, blocked) else None
-
-
-def _pair_reason(url: str, alt: str, cfg: ExtractConfig) -> str | None:
-    blocked = _blacklist(tuple(cfg.domain_blacklist))
-    if blocked and _blocked(url, blocked):
-        return DOMAIN_BLACKLISTED
-    # Every word is one character at least: a caption shorter than min_words is short without segmenting.
-    words = len(alt)
-    words = words if words < cfg.min_words else word_count(alt)
-    if words < cfg.min_words:
-        return CAPTION_TOO_SHORT
-    if words > cfg.max_words:
-        return CAPTION_TOO_LONG
-    if unsafe(alt, cfg):
-        return CAPTION_UNSAFE
-    return None
-
-
-@cache
-def _blacklist(domains: tuple[str, ...]) -> frozenset[str]:
-    return frozenset(d.strip().lower().strip(".") for d in domains if d.strip())
+    judge = Judge(cfg)
+    return judge.page(row["page_url"], row["page_language"]) or judge.pair(row["url"], row["alt_text"]) or None
 
 
 def _blocked(url: str, blocked: frozenset[str]) -> bool:
@@ -523,10 +368,3 @@ def _keywords() -> re.Pattern:
 def _classifier(spec: str):
     module, _, name = spec.partition(":")
     return getattr(importlib.import_module(module), name)
-
-
-def unsafe(caption: str, cfg: ExtractConfig) -> bool:
-    """The keyword floor, then the configured classifier (if any)."""
-    if _keywords().search(_SPACES.sub("", caption.lower())):
-        return True
-    return bool(cfg.safety_classifier and _classifier(cfg.safety_classifier)(caption))

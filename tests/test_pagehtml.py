@@ -1,0 +1,125 @@
+"""The byte-level <img> scan: charsets, attribute syntax, markup that is not markup, and hostile pages."""
+
+from __future__ import annotations
+
+import time
+
+import pytest
+
+from danqing import pagehtml
+
+PAGE_URL = "http://www.shop.test/dir/item.html"
+GBK_PAGE = "<html><body><p>欢迎光临本店，全场商品包邮。</p><img src=a.jpg alt='纯棉短袖T恤'></body></html>"
+
+
+def pairs(html: str | bytes, page_url: str = PAGE_URL, http_charset: str | None = "utf-8") -> list[tuple[str, str]]:
+    payload = html.encode() if isinstance(html, str) else html
+    return pagehtml.images(payload, page_url, http_charset, 2)[0]
+
+
+@pytest.mark.parametrize("payload,header,expected", [
+    (GBK_PAGE.encode("gbk"), "gbk", "gb18030"),
+    (GBK_PAGE.encode("gbk"), "GB2312", "gb18030"),
+    (b'<meta charset="big5">' + GBK_PAGE.encode("big5", "ignore"), None, "big5hkscs"),
+    (b"<meta http-equiv=Content-Type content='text/html; charset=gbk'>" + GBK_PAGE.encode("gbk"), None, "gb18030"),
+    (b'<meta charset="gbk">' + GBK_PAGE.encode("gbk"), "utf-8", "gb18030"),  # server default loses to bytes
+    (b"\xef\xbb\xbf" + GBK_PAGE.encode(), "gbk", "utf-8"),  # BOM first
+    (GBK_PAGE.encode(), None, "utf-8"),
+    (GBK_PAGE.encode(), "no-such-charset", "utf-8"),
+    ((GBK_PAGE * 4).encode("gbk"), None, "gb18030"),  # detected
+    (GBK_PAGE.encode("utf-16"), None, "utf-16"),  # BOM of a page that is not ASCII-compatible: rescanned
+])
+def test_charset(payload, header, expected):
+    found, charset = pagehtml.images(payload, PAGE_URL, header, 2)
+    assert charset == expected
+    if expected != "big5hkscs":  # Big5 lacks the simplified characters; the rest must read back exactly
+        assert found == [("http://www.shop.test/dir/a.jpg", "纯棉短袖T恤")]
+
+
+@pytest.mark.parametrize("srcset,expected", [
+    ("a.jpg 320w, b.jpg 1280w, c.jpg 640w", "b.jpg"),
+    ("a.jpg 1x, b.jpg 2x", "b.jpg"),
+    ("a.jpg, b.jpg 1.5x", "b.jpg"),
+    ("https://cdn.test/w_300,h_200/a.jpg 300w, https://cdn.test/w_900,h_600/a.jpg 900w",
+     "https://cdn.test/w_900,h_600/a.jpg"),
+    ("data:image/gif;base64,R0lG 2x, real.jpg 1x", "real.jpg"),
+    ("", None),
+])
+def test_largest_in_srcset(srcset, expected):
+    assert pagehtml.largest_in_srcset(srcset) == expected
+
+
+@pytest.mark.parametrize("attrs,expected", [
+    ('src="a.jpg"', "a.jpg"),
+    ('src="data:image/gif;base64,R0lG" data-src="real.jpg"', "real.jpg"),
+    ('src="loading.gif" data-original="real.jpg"', "real.jpg"),
+    ('src="small.jpg" srcset="small.jpg 1x, big.jpg 2x"', "big.jpg"),
+    ('src="data:image/png;base64,iVBO"', None),
+    ('src="  "', None),
+    ('SRC="DATA:image/png;base64,iVBO"', None),
+])
+def test_image_source(attrs, expected):
+    found = pairs(f'<img {attrs} alt="一张图片的说明">')
+    assert found == ([("http://www.shop.test/dir/" + expected, "一张图片的说明")] if expected else [])
+
+
+@pytest.mark.parametrize("html,expected", [
+    # attribute syntax: quotes, case, spacing, entities, a '>' inside a value, the first of repeats
+    ("<IMG SRC=a.jpg ALT=连衣裙>", [("a.jpg", "连衣裙")]),
+    ("<img alt='单引号 说明' src='a.jpg'/>", [("a.jpg", "单引号 说明")]),
+    ('<img\nsrc = "a.jpg"\talt =\n"换行\n  分隔">', [("a.jpg", "换行 分隔")]),
+    ('<img src="a.jpg?x=1&amp;y=2" alt="鱼&amp;熊掌 &#x4e2d;&quot;">', [("a.jpg?x=1&y=2", '鱼&熊掌 中"')]),
+    ('<img alt="a > b 的比较" src="a.jpg">', [("a.jpg", "a > b 的比较")]),
+    ('<img alt="第一个" alt="第二个" src="a.jpg" src="b.jpg">', [("a.jpg", "第一个")]),
+    ('<img src=a.jpg alt=无引号的说明 width=300>', [("a.jpg", "无引号的说明")]),
+    # not images: no alt, empty alt, tracking pixels, data: URIs, non-http schemes, look-alike tags
+    ('<img src="a.jpg"><img src="b.jpg" alt="  "><img src="c.jpg" alt>', []),
+    ('<img src="p.gif" alt="追踪像素" width="1" height="1"><img src="q.gif" alt="追踪" height="1px">', []),
+    ('<img src="javascript:void(0)" alt="脚本链接"><imgx src="a.jpg" alt="不是图片">', []),
+    # markup that is not markup: comments, raw text elements
+    ('<!-- <img src="c.jpg" alt="注释里的图片"> --><img src="a.jpg" alt="真的图片">', [("a.jpg", "真的图片")]),
+    ('<script>document.write("<img src=s.jpg alt=脚本里的图片>")</script><img src="a.jpg" alt="真的图片">',
+     [("a.jpg", "真的图片")]),
+    ('<STYLE>.x{background:url("<img src=x.jpg alt=样式>")}</Style><title><img src=t.jpg alt=标题></title>'
+     '<textarea><img src=t.jpg alt=文本框></textarea><img src="a.jpg" alt="真的图片">', [("a.jpg", "真的图片")]),
+    ('<noscript><img src="a.jpg" alt="懒加载的后备图片"></noscript>', [("a.jpg", "懒加载的后备图片")]),
+    ('<img src="a.jpg" alt="注释前"><!-- never closed <img src="b.jpg" alt="看不见">', [("a.jpg", "注释前")]),
+    # one row per distinct (url, alt), in page order
+    ('<img src="b.jpg" alt="第二"><img src="a.jpg" alt="第一"><img src="b.jpg#top" alt="第二">',
+     [("b.jpg", "第二"), ("a.jpg", "第一")]),
+])
+def test_markup(html, expected):
+    base = "http://www.shop.test/dir/"
+    assert pairs(html) == [(base + url, alt) for url, alt in expected]
+
+
+def test_base_href_applies_to_the_whole_page_and_the_first_wins():
+    html = ('<img src="a.jpg" alt="在基准之前"><base href="/static/img/"><base href="http://other.test/">'
+            '<img src="../b.jpg" alt="在基准之后"><img src="//cdn.test/c.jpg" alt="协议相对">')
+    assert pairs(html) == [("http://www.shop.test/static/img/a.jpg", "在基准之前"),
+                           ("http://www.shop.test/static/b.jpg", "在基准之后"),
+                           ("http://cdn.test/c.jpg", "协议相对")]
+
+
+def test_gbk_urls_and_alts_decode_with_the_page_charset():
+    html = '<meta charset="gbk"><img src="/图片/一.jpg" alt="国标编码的说明">'.encode("gbk")
+    assert pairs(html, http_charset=None) == [("http://www.shop.test/图片/一.jpg", "国标编码的说明")]
+
+
+@pytest.mark.parametrize("hostile", [
+    b'<img alt="' * 200_000,  # every tag opens a quote that never closes
+    b"<img " + b"a=" * 500_000,
+    b'<img a="> ' * 200_000 + b"<img alt='> " * 200_000,
+    b"<!--" + b"<img src=a.jpg alt=x>" * 50_000,
+    b"<script>" + b"<img src=a.jpg alt=x>" * 50_000,
+])
+def test_hostile_pages_scan_in_linear_time(hostile):
+    started = time.process_time()
+    pagehtml.images(hostile, PAGE_URL, "utf-8", 2)
+    assert time.process_time() - started < 2
+
+
+def test_visible_text_drops_markup_scripts_and_comments():
+    html = b"<html><head><title>T</title><script>var x='<p>js</p>';</script><style>p{}</style></head>" \
+           b"<body><!-- note --><p>\xe4\xb8\xad\xe6\x96\x87</p><noscript>ns</noscript></body></html>"
+    assert pagehtml.visible_text(html, "utf-8").split() == ["T", "中文"]
