@@ -12,6 +12,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 import pyarrow as pa
+import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from danqing import __version__, io, lineage, paths
@@ -111,8 +112,8 @@ def _run(job: ShardJob, process: Process) -> StageStats:
     so = job.cfg.storage_options
     with io.atomic_write(job.out, storage_options=so) as f, pq.ParquetWriter(f, rows.schema, compression="zstd") as w:
         for batch in rows:  # a streaming stage does its work here, batch by batch
-            for reason in batch.column("drop_reason").to_pylist():
-                stats.count(reason or None)
+            for reason in pc.value_counts(batch.column("drop_reason")).to_pylist():
+                stats.count(reason["values"] or None, reason["counts"])
             w.write_batch(batch)
     stats.seconds = time.monotonic() - started
     return stats

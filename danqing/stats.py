@@ -16,12 +16,12 @@ class StageStats:
     errors: Counter = field(default_factory=Counter)
     seconds: float = 0.0
 
-    def count(self, reason: str | None) -> None:
-        self.total += 1
+    def count(self, reason: str | None, n: int = 1) -> None:
+        self.total += n
         if reason:
-            self.dropped[reason] += 1
+            self.dropped[reason] += n
         else:
-            self.kept += 1
+            self.kept += n
 
     def error(self, reason: str, n: int = 1) -> None:
         self.errors[reason] += n
