@@ -26,7 +26,9 @@ from source_helpers import (
 
 from danqing import paths, warcsource
 from danqing.config import PipelineConfig
-from danqing.stages import plan
+from danqing.shard import ShardJob
+from danqing.stages import extract, plan
+from danqing.stats import StageStats
 
 CRAWL = "CC-MAIN-2025-47"
 REAL = FIXTURES / f"{CRAWL}.warc.paths.gz"
@@ -161,8 +163,9 @@ def test_index_plan_respects_max_shards_and_max_warcs(cfg, tmp_path):
 
 
 def test_index_plan_reads_back_only_chinese_pages(cfg, tmp_path):
-    """End to end: WARCs + an index built from their real offsets -> plan -> read the ranges over HTTP."""
-    site, rows, zh_urls = tmp_path / "site", [], []
+    """End to end: WARCs + an index built from their real offsets -> plan -> read the ranges over HTTP
+    -> extract, which labels each page with the index's languages (ranges skip the metadata records)."""
+    site, rows, zh_urls, labels = tmp_path / "site", [], [], {}
     warcs = [f"crawl-data/{CRAWL}/segments/1/warc/CC-MAIN-test-{w:05d}.warc.gz" for w in range(3)]
     for w, warc in enumerate(warcs):
         pages = []
@@ -171,16 +174,25 @@ def test_index_plan_reads_back_only_chinese_pages(cfg, tmp_path):
             pages.append((f"https://s{w}.example.cn/p{i}", (ZH_PAGE if zh else EN_PAGE).format(i=i)))
         for (url, off, length), (_, html) in zip(write_warc(site / warc, pages), pages, strict=True):
             zh = 'lang="zh"' in html
-            rows.append(index_row(CRAWL, url, warc, off, length, "zho,eng" if zh else "eng"))
+            # Chinese text under an English-first label: selected (it has zho), then dropped by extract.
+            langs = ("eng,zho" if off % 2 else "zho,eng") if zh else "eng"
+            rows.append(index_row(CRAWL, url, warc, off, length, langs))
             zh_urls += [url] if zh else []
+            labels[url] = langs
     write_index(rows, tmp_path / "table" / f"crawl={CRAWL}" / "subset=warc")
     index = write_paths(warcs, tmp_path / "warc.paths.gz")
     with LoopbackServer(static_files(site)) as srv:
         cc = with_source(cfg, kind="commoncrawl", commoncrawl_url=srv.url + "/", index_url=str(tmp_path / "table"),
                          ranges_per_shard=5, max_gap_bytes=0)
-        read = []
+        read, extracted = [], []
         for s in plan.plan(cc, CRAWL, str(index)):
             for spec in plan.shard_inputs(cc, CRAWL, s):
                 with warcsource.open_input(spec, cc) as f:
                     read += read_targets(f)
+            job = ShardJob(cc, CRAWL, "extract", s, plan.shard_inputs(cc, CRAWL, s))
+            extracted += extract.process(job, StageStats()).read_all().to_pylist()
     assert read == zh_urls
+    assert [r["page_url"] for r in extracted] == zh_urls
+    assert {r["page_url"]: r["page_language"] for r in extracted} == {u: labels[u] for u in zh_urls}
+    assert {labels[r["page_url"]] for r in extracted if r["drop_reason"] == extract.PAGE_NOT_CHINESE} == {"eng,zho"}
+    assert {labels[r["page_url"]] for r in extracted if r["drop_reason"] == ""} == {"zho,eng"}

@@ -24,6 +24,7 @@ from danqing import pagehtml, warcsource
 from danqing.config import ExtractConfig
 from danqing.records import KEPT, PAIR_SCHEMA, sample_id
 from danqing.shard import ShardJob
+from danqing.stages.plan import shard_languages
 from danqing.stats import StageStats
 from danqing.text.words import script_language, word_count  # light: jieba itself loads on first use
 
@@ -65,7 +66,7 @@ class Page:
     payload: bytes
     http_charset: str | None
     length: int = 0  # gzip member length, known when the next record starts
-    language: str = ""  # CLD2 codes from the metadata record, like the index's content_languages
+    language: str = ""  # CLD2 codes from the metadata record, or the index's content_languages
 
 
 def process(job: ShardJob, stats: StageStats) -> pa.RecordBatchReader:
@@ -77,16 +78,20 @@ def iter_batches(job: ShardJob, stats: StageStats, batch_rows: int = _BATCH_ROWS
     """process() as record batches of about batch_rows rows, for a writer that streams them out."""
     cfg = job.cfg.extract
     judge = Judge(cfg)
+    # Pipeline shards planned from the index know each record's languages; the CLI's inputs do not.
+    index_languages = shard_languages(job.cfg, job.crawl, job.shard) if job.out_prefix is None else {}
     columns: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
     for spec in job.inputs:
         name = warcsource.warc_filename(spec)
         stream = warcsource.open_input(spec, job.cfg)
         try:
             for page in iter_pages(stream, stats, cfg):
+                offset = warcsource.file_offset(stream, page.pos)
+                page.language = page.language or index_languages.get((name, offset), "")
                 pairs, charset, language = page_pairs(page, cfg, stats)
                 if not pairs:
                     continue
-                offset, n = warcsource.file_offset(stream, page.pos), len(pairs)
+                n = len(pairs)
                 columns["id"] += [sample_id(name, offset, url, alt) for url, alt in pairs]
                 columns["url"] += [url for url, _ in pairs]
                 columns["alt_text"] += [alt for _, alt in pairs]

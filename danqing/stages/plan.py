@@ -30,7 +30,7 @@ def plan(cfg: PipelineConfig, crawl: str, index_uri: str) -> list[int]:
             count = write_plan(cfg, crawl, range_shards(records, n, base, cfg.source))
     else:
         chunks = split(warcs, cfg.source.warcs_per_shard, cfg.source.max_shards)
-        count = write_plan(cfg, crawl, ([base + p for p in chunk] for chunk in chunks))
+        count = write_plan(cfg, crawl, (([base + p for p in chunk], {}) for chunk in chunks))
     return list(range(count))
 
 
@@ -40,6 +40,18 @@ def shard_inputs(cfg: PipelineConfig, crawl: str, shard: int) -> list[str]:
     if io.exists(paths.plan_shard_uri(cfg.root, crawl, shard), so):
         return io.read_json(paths.plan_shard_uri(cfg.root, crawl, shard), so)["inputs"]
     return io.read_json(paths.plan_uri(cfg.root, crawl), so)[shard]["inputs"]  # a plan written elsewhere
+
+
+def shard_languages(cfg: PipelineConfig, crawl: str, shard: int) -> dict[tuple[str, int], str]:
+    """(warc_filename, record offset) -> the index's content_languages, for a shard planned from the index.
+
+    Byte-range reads skip the metadata records that carry CLD2's labels: the index has the same ones.
+    """
+    uri = paths.plan_shard_uri(cfg.root, crawl, shard)
+    if not io.exists(uri, cfg.storage_options):
+        return {}
+    by_warc = io.read_json(uri, cfg.storage_options).get("languages", {})
+    return {(name, int(off)): langs for name, offsets in by_warc.items() for off, langs in offsets.items()}
 
 
 def read_paths(uri: str, cfg: PipelineConfig) -> list[str]:
@@ -60,28 +72,32 @@ def split(items: list, per_shard: int, max_shards: int) -> list[list]:
     return [items[i * len(items) // k: (i + 1) * len(items) // k] for i in range(k)]
 
 
-def range_shards(records: Iterable[tuple[str, int, int]], n: int, base: str,
-                 src: SourceConfig) -> Iterator[list[str]]:
-    """Group sorted (warc_filename, offset, length) records into shards of per-WARC range specs."""
+def range_shards(records: Iterable[tuple[str, int, int, str]], n: int, base: str,
+                 src: SourceConfig) -> Iterator[tuple[list[str], dict[str, dict[int, str]]]]:
+    """Group sorted (warc_filename, offset, length, languages) records into shards: per-WARC range
+    specs, and each record's languages by WARC and offset."""
     k = shard_count(n, src.ranges_per_shard, src.max_shards)
     it = iter(records)
     for i in range(k):
         size = (i + 1) * n // k - i * n // k
         by_warc: dict[str, list[tuple[int, int]]] = {}
+        languages: dict[str, dict[int, str]] = {}
         for _ in range(size):
-            name, off, length = next(it)
+            name, off, length, langs = next(it)
             by_warc.setdefault(name, []).append((off, length))
-        yield [warcsource.format_spec(base + name, ranges) for name, ranges in by_warc.items()]
+            languages.setdefault(name, {})[off] = langs or ""
+        yield [warcsource.format_spec(base + name, ranges) for name, ranges in by_warc.items()], languages
 
 
-def select_records(cfg: PipelineConfig, crawl: str, warcs: list[str] | None = None) -> list[tuple[str, int, int]]:
-    """(warc_filename, offset, length) of 200 HTML records in the wanted languages, sorted."""
+def select_records(cfg: PipelineConfig, crawl: str, warcs: list[str] | None = None
+                   ) -> list[tuple[str, int, int, str]]:
+    """(warc_filename, offset, length, content_languages) of 200 HTML records in the wanted languages, sorted."""
     with _index(cfg, crawl, warcs) as (_, records):
         return list(records)
 
 
 _QUERY = """
-    SELECT warc_filename, warc_record_offset, warc_record_length, count(*) OVER () AS n
+    SELECT warc_filename, warc_record_offset, warc_record_length, content_languages, count(*) OVER () AS n
     FROM read_parquet($table, hive_partitioning = false)
     WHERE fetch_status = 200
       AND list_contains($mimes, content_mime_detected)
@@ -113,20 +129,20 @@ def _index(cfg: PipelineConfig, crawl: str, warcs: list[str] | None):
                   "langs": cfg.extract.languages}
         batches = iter(con.sql(_QUERY.format(only_warcs=only), params=params).to_arrow_reader(100_000))
         first = next(batches, None)
-        n = first.column(3)[0].as_py() if first is not None and first.num_rows else 0
+        n = first.column(4)[0].as_py() if first is not None and first.num_rows else 0
 
-        def records() -> Iterator[tuple[str, int, int]]:
+        def records() -> Iterator[tuple[str, int, int, str]]:
             for batch in itertools.chain([first] if first is not None else [], batches):
-                names, offsets, lengths = (batch.column(i).to_pylist() for i in range(3))
-                yield from zip(names, offsets, lengths, strict=True)
+                yield from zip(*(batch.column(i).to_pylist() for i in range(4)), strict=True)
 
         yield n, records()
     finally:
         con.close()
 
 
-def write_plan(cfg: PipelineConfig, crawl: str, shards: Iterable[list[str]]) -> int:
-    """One file per shard (what a task reads), then shards.json: the plan is complete once it exists.
+def write_plan(cfg: PipelineConfig, crawl: str, shards: Iterable[tuple[list[str], dict]]) -> int:
+    """One file per shard (what a task reads: inputs and record languages), then shards.json
+    (inputs only): the plan is complete once it exists.
 
     Streams: memory holds a few shards, not the plan. Returns the number of shards.
     """
@@ -136,10 +152,11 @@ def write_plan(cfg: PipelineConfig, crawl: str, shards: Iterable[list[str]]) -> 
     count, pending = 0, []
     with io.atomic_write(paths.plan_uri(cfg.root, crawl), "wb", so) as f, ThreadPoolExecutor(16) as pool:
         f.write(b"[")
-        for i, inputs in enumerate(shards):
+        for i, (inputs, languages) in enumerate(shards):
             entry = {"shard": i, "inputs": inputs}
             # each per-shard write waits on fsync or an upload: overlap them, a bounded number at a time
-            pending.append(pool.submit(io.write_json, entry, paths.plan_shard_uri(cfg.root, crawl, i), so))
+            pending.append(pool.submit(io.write_json, {**entry, "languages": languages},
+                                       paths.plan_shard_uri(cfg.root, crawl, i), so))
             if len(pending) >= 64:
                 pending.pop(0).result()
             f.write(f"{',' if i else ''}\n{json.dumps(entry)}".encode())
