@@ -5,6 +5,7 @@ from __future__ import annotations
 import io as _io
 
 import numpy as np
+import pyarrow as pa
 import pytest
 from PIL import Image
 from score_helpers import examples, write_download_shard
@@ -103,9 +104,35 @@ def test_ivf_matches_exact_search():
 def test_released_match():
     released = emb_index.Released(["old1", "old2"], ["x", "y"], np.stack([at_angle(0, 1, 0), at_angle(2, 3, 0)]))
     d = dedup.decide(cands([at_angle(0, 1, 3), at_angle(4, 5, 0), at_angle(6, 7, 0)], sha=["n", "o", "y"]),
-                     DedupConfig(), released)
+                     DedupConfig(), [released])
     assert list(d.reasons) == ["duplicate_released", "", "duplicate_released"]
     assert d.duplicate_of == ["old1", "", "old2"]
+
+
+def test_released_index_streams_in_chunks_with_the_same_decisions(cfg):
+    """Two released crawls read one row at a time decide exactly as when read whole."""
+    rng = np.random.default_rng(3)
+    old = rng.standard_normal((40, 32)).astype(np.float32)
+    old /= np.linalg.norm(old, axis=1, keepdims=True)
+    for crawl, rows in (("CC-A", slice(0, 25)), ("CC-B", slice(25, 40))):
+        ids = [f"{crawl}-{i}" for i in range(rows.start, rows.stop)]
+        table = pa.table({"id": ids, "sha256": [f"s{i}" for i in range(rows.start, rows.stop)],
+                          "model": ["m"] * len(ids)})
+        emb_index.save_released(cfg, crawl, table, old[rows])
+    new = rng.standard_normal((30, 32)).astype(np.float32)
+    new[:6] = old[[0, 3, 24, 25, 30, 39]] + 0.002 * rng.standard_normal((6, 32)).astype(np.float32)
+    new /= np.linalg.norm(new, axis=1, keepdims=True)
+    sha = [""] * 30
+    sha[10] = "s7"  # a byte-identical re-crawl whose embedding is not close to anything
+    whole = dedup.decide(cands(list(new), sha=sha), DedupConfig(), emb_index.iter_released(cfg, "CC-C", "m"))
+    one_by_one = dedup.decide(cands(list(new), sha=sha), DedupConfig(),
+                              emb_index.iter_released(cfg, "CC-C", "m", chunk_rows=1))
+    assert list(whole.reasons) == list(one_by_one.reasons) and whole.duplicate_of == one_by_one.duplicate_of
+    assert whole.duplicate_of[:6] == ["CC-A-0", "CC-A-3", "CC-A-24", "CC-B-25", "CC-B-30", "CC-B-39"]
+    assert whole.duplicate_of[10] == "CC-A-7"
+    assert sum(r == dedup.DUPLICATE_RELEASED for r in whole.reasons) == 7
+    assert list(emb_index.iter_released(cfg, "CC-C", "other-model")) == []
+    assert [len(c.ids) for c in emb_index.iter_released(cfg, "CC-A", "m", chunk_rows=10)] == [10, 5]  # own skipped
 
 
 def test_shard_of():

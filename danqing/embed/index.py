@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io as _io
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -158,18 +159,26 @@ def _lists(cells: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
     return start, rows
 
 
-def matches(queries: np.ndarray, base: np.ndarray, cfg: DedupConfig) -> np.ndarray:
-    """For each query, the index of a base row within the distance, or -1."""
-    out = np.full(len(queries), -1, dtype=np.int64)
-    if len(queries) == 0 or len(base) == 0:
+def released_matches(index, released: np.ndarray, n: int, cfg: DedupConfig) -> np.ndarray:
+    """For each of the n rows in `index`, the earliest row of `released` within the distance, or -1.
+
+    The index holds this crawl's images and released rows are the queries, so the released set
+    can be streamed chunk by chunk while the index is built once.
+    """
+    out = np.full(n, -1, dtype=np.int64)
+    if n == 0 or len(released) == 0:
         return out
-    a, b = _range(np.ascontiguousarray(queries, dtype=np.float32),
-                  _ip_index(np.ascontiguousarray(base, dtype=np.float32), cfg), 1.0 - cfg.max_cosine_distance)
-    first = np.full(len(queries), np.iinfo(np.int64).max)
-    np.minimum.at(first, a, b)  # the earliest released match, so reruns name the same one
+    rel, row = _range(np.ascontiguousarray(released, dtype=np.float32), index, 1.0 - cfg.max_cosine_distance)
+    first = np.full(n, np.iinfo(np.int64).max)
+    np.minimum.at(first, row, rel)  # the earliest released match, so reruns name the same one
     hit = first != np.iinfo(np.int64).max
     out[hit] = first[hit]
     return out
+
+
+def search_index(x: np.ndarray, cfg: DedupConfig):
+    """An index over unit embeddings x for released_matches (exact, or IVF past cfg.ivf_min_rows)."""
+    return _ip_index(np.ascontiguousarray(x, dtype=np.float32), cfg)
 
 
 def _range(queries: np.ndarray, index, min_sim: float) -> tuple[np.ndarray, np.ndarray]:
@@ -218,9 +227,12 @@ def parse_phash(values: list[str | None]) -> tuple[np.ndarray, np.ndarray]:
 
 # --- the released index: what earlier crawls already published -------------------------------
 
+RELEASED_CHUNK = 1_000_000  # released rows in memory at once: 2 GB of 512-d float32
+
+
 @dataclass
 class Released:
-    """Ids, hashes and unit image embeddings of everything already released."""
+    """Ids, hashes and unit image embeddings of a slice of what is already released."""
 
     ids: list[str]
     sha256: list[str]
@@ -242,13 +254,12 @@ def save_released(cfg: PipelineConfig, crawl: str, table: pa.Table, emb: np.ndar
     return folder
 
 
-def load_released(cfg: PipelineConfig, exclude: str, model: str) -> Released:
-    """Released images of every crawl but `exclude` (never its own release) embedded by `model`."""
+def iter_released(cfg: PipelineConfig, exclude: str, model: str, chunk_rows: int = RELEASED_CHUNK
+                  ) -> Iterator[Released]:
+    """Released images of every crawl but `exclude` (never its own release) embedded by `model`,
+    in crawl order, chunk_rows at a time: memory stays flat however many crawls were released."""
     so = cfg.storage_options
     fs, root = io.fs_for(paths.released_dir(cfg.root), so)
-    ids: list[str] = []
-    shas: list[str] = []
-    embs = []
     crawls = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) if fs.exists(root) else []
     for crawl in crawls:
         folder = paths.released_dir(cfg.root, crawl)
@@ -258,8 +269,12 @@ def load_released(cfg: PipelineConfig, exclude: str, model: str) -> Released:
         if table.num_rows == 0 or table["model"][0].as_py() != model:
             continue
         with io.open_uri(f"{folder}/embeddings.npy", "rb", so) as f:
-            embs.append(np.load(_io.BytesIO(f.read())).astype(np.float32))
-        ids += table["id"].to_pylist()
-        shas += table["sha256"].to_pylist()
-    emb = np.concatenate(embs) if embs else np.zeros((0, 0), np.float32)
-    return Released(ids, shas, emb)
+            version = np.lib.format.read_magic(f)
+            header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
+            shape, fortran, dtype = header(f)
+            assert not fortran and shape[0] == table.num_rows, f"{folder}: embeddings do not match ids"
+            row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
+            for start in range(0, shape[0], chunk_rows):
+                part = table.slice(start, chunk_rows)
+                emb = np.frombuffer(f.read(part.num_rows * row_bytes), dtype).reshape(part.num_rows, *shape[1:])
+                yield Released(part["id"].to_pylist(), part["sha256"].to_pylist(), emb.astype(np.float32))

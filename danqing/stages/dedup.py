@@ -10,6 +10,7 @@ and then written shard by shard through the ordinary runner (stats, lineage, ski
 from __future__ import annotations
 
 import io as _io
+from collections.abc import Iterable
 from dataclasses import dataclass
 
 import numpy as np
@@ -46,7 +47,7 @@ class Decisions:
     duplicate_of: list[str]  # id of the image kept in its place ("" = kept)
 
 
-def decide(c: Candidates, cfg: DedupConfig, released: emb_index.Released | None = None) -> Decisions:
+def decide(c: Candidates, cfg: DedupConfig, released: Iterable[emb_index.Released] = ()) -> Decisions:
     """The reason each row is a duplicate, and of what."""
     n = len(c.ids)
     reasons = np.full(n, "", dtype=object)
@@ -68,14 +69,17 @@ def decide(c: Candidates, cfg: DedupConfig, released: emb_index.Released | None 
     later = labels != np.arange(len(rows))  # the earliest image of a perceptual group stays
     drop(rows[later], rows[labels[later]], DUPLICATE_PHASH)
 
-    if released is not None and released.ids:
-        by_sha = {h: i for i, h in reversed(list(enumerate(released.sha256))) if h}
-        alive = np.flatnonzero(reasons == "")
-        hit = [(i, by_sha[c.sha256[i]]) for i in alive if c.sha256[i] in by_sha]
-        drop([i for i, _ in hit], [j for _, j in hit], DUPLICATE_RELEASED, released.ids)
-        alive = np.flatnonzero(reasons == "")
-        match = emb_index.matches(c.emb[alive], released.emb, cfg)
-        drop(alive[match >= 0], match[match >= 0], DUPLICATE_RELEASED, released.ids)
+    # Earlier crawls' releases, a slice at a time; the first match names the original.
+    alive, index = np.flatnonzero(reasons == ""), None
+    for chunk in released if len(alive) else ():
+        by_sha = {h: i for i, h in reversed(list(enumerate(chunk.sha256))) if h}
+        hit = [(i, by_sha[c.sha256[i]]) for i in alive if reasons[i] == "" and c.sha256[i] in by_sha]
+        drop([i for i, _ in hit], [j for _, j in hit], DUPLICATE_RELEASED, chunk.ids)
+        if index is None:
+            index = emb_index.search_index(c.emb[alive], cfg)
+        match = emb_index.released_matches(index, chunk.emb, len(alive), cfg)
+        new = (match >= 0) & (reasons[alive] == "")
+        drop(alive[new], match[new], DUPLICATE_RELEASED, chunk.ids)
 
     for group in np.unique(c.batch):
         _embedding_groups(np.flatnonzero((reasons == "") & (c.batch == group)), c, cfg, drop, DUPLICATE_EMBEDDING)
@@ -134,7 +138,7 @@ def run(cfg: PipelineConfig, crawl: str, score_uris: list[str],
         return [run_shard("dedup", crawl, paths.shard_of(u), [u], cfg, attempt, process=_already_done) for u in uris]
     tables = [kept_rows(u, cfg) for u in uris]
     model = next((t["model"][0].as_py() for t in tables if t.num_rows), "")
-    released = emb_index.load_released(cfg, crawl, model) if cfg.dedup.released_index else None
+    released = emb_index.iter_released(cfg, crawl, model) if cfg.dedup.released_index else ()
     decisions = decide(candidates(cfg, tables, uris), for_model(cfg.dedup, model), released)
     summaries, start = [], 0
     for uri, table in zip(uris, tables, strict=True):
