@@ -214,6 +214,7 @@ class PipelineConfig(Section):
         """Hash of everything that changes outputs (not where they are stored)."""
         data = self.model_dump(exclude={"root", "lineage_url", "storage_options"})
         del data["download"]["host_overrides"], data["source"]["storage_options"]  # loopback map, credentials
+        del data["score"]["workers"]  # how many decode processes, not what they decode: the pod sets its own
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

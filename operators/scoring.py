@@ -54,7 +54,16 @@ def pod_arguments(src: dict, crawl: str, config: dict) -> list[str]:
 
 def _pod_config(cfg) -> dict:
     # Secrets stay out of pod arguments: the pod gets storage credentials and the lineage URL from its env.
-    return cfg.model_dump(mode="json", exclude={"storage_options", "lineage_url"})
+    config = cfg.model_dump(mode="json", exclude={"storage_options", "lineage_url"})
+    if not cfg.score.workers:  # the pod's CPUs decode while its GPU scores: all but the one feeding the GPU
+        config["score"]["workers"] = max(1, pod_cpus(cfg.score.pod.cpu) - 1)
+    return config
+
+
+def pod_cpus(quantity: str) -> int:
+    """Whole CPUs of a Kubernetes CPU quantity ("8", "7.5", "7500m")."""
+    cores = float(quantity[:-1]) / 1000 if quantity.endswith("m") else float(quantity)
+    return max(1, int(cores))
 
 
 def _arguments_for_run(src: dict) -> list[str]:

@@ -1,13 +1,19 @@
-"""Scoring: the drop table, a real shard through the tiny open_clip model, determinism, NSFW floor."""
+"""Scoring: the drop table, a real shard through the tiny open_clip model, determinism, NSFW floor,
+and the input path: tar header scan, scaled JPEG decode, uint8 pixels, thread sharing."""
 
 from __future__ import annotations
 
+import io as _io
+
 import numpy as np
 import pytest
+import torch
+from PIL import Image
 from score_helpers import examples, write_download_shard
 
 from danqing import io
 from danqing.config import PipelineConfig, ScoreConfig
+from danqing.embed import model as embed_model
 from danqing.shard import run_local, run_shard
 from danqing.stages import score
 
@@ -91,3 +97,24 @@ def test_xcom_file(tmp_path):
     path = tmp_path / "xcom" / "return.json"
     score.write_xcom({"shard": 1, "kept": 3}, str(path))
     assert io.read_json(str(path)) == {"shard": 1, "kept": 3}
+
+
+def test_decode_shrinks_jpegs_only_down_to_the_model_size():
+    big = max(examples(), key=lambda e: len(e[2]))[2]
+    with Image.open(_io.BytesIO(big)) as img:
+        full = img.size
+    assert score._decode(big).size == full
+    small = score._decode(big, (64, 64)).size
+    assert min(small) >= 64 and small[0] < full[0] / 4  # 1/8 scale here: the fixture is >= 512 px a side
+    png = _io.BytesIO()
+    Image.new("RGB", full).save(png, "PNG")
+    assert score._decode(png.getvalue(), (64, 64)).size == full  # only JPEG has a scaled decode
+
+
+def test_uint8_pixels_embed_as_the_float_preprocess_does():
+    embedder = embed_model.load(ScoreConfig())
+    images = [score._decode(data) for _, _, data in examples(4)]
+    floats = torch.stack([embedder.preprocess(i) for i in images])
+    pixels = torch.stack([embedder.pixels(i) for i in images])
+    assert pixels.dtype == torch.uint8
+    np.testing.assert_allclose(embedder.encode_images(pixels), embedder.encode_images(floats), atol=1e-6)

@@ -91,6 +91,16 @@ def test_pod_entrypoint_scores_a_shard_and_pushes_xcom(cfg, tmp_path, monkeypatc
     assert score.main(args)["skipped"]
 
 
+def test_pod_decodes_on_all_but_one_of_its_cpus(cfg):
+    from operators.scoring import _pod_config, pod_cpus
+
+    assert [pod_cpus(q) for q in ("8", "7.5", "7500m", "500m")] == [8, 7, 7, 1]
+    assert _pod_config(cfg)["score"]["workers"] == 7  # the default pod has 8 CPUs
+    assert cfg.hash() == cfg.model_copy(update={"score": cfg.score.model_copy(update={"workers": 7})}).hash()
+    two = cfg.score.model_copy(update={"workers": 2})
+    assert _pod_config(cfg.model_copy(update={"score": two}))["score"]["workers"] == 2  # set by hand: kept
+
+
 def test_operators_module_stays_light():
     code = "import sys, operators.scoring; assert not {'torch', 'open_clip', 'faiss'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
