@@ -109,6 +109,8 @@ class DownloadConfig(Section):
     # process: worker processes on pipes, ~15% more CPU, but a decoder crash costs one image, not the shard.
     decode_pool: Literal["process", "thread"] = "thread"
     decode_workers: int = Field(0, ge=0, description="0 = one per CPU")
+    # Event loops per shard, each in its own process with its own decode pool and 1/n of the limits.
+    processes: int = Field(0, ge=0, description="0 = one per CPU, for shards of at least 500 URLs per loop")
     cache_flush_every: int = Field(256, ge=1, description="results per resume-cache chunk")
 
 
@@ -214,7 +216,10 @@ class PipelineConfig(Section):
         """Hash of everything that changes outputs (not where they are stored)."""
         data = self.model_dump(exclude={"root", "lineage_url", "storage_options"})
         del data["download"]["host_overrides"], data["source"]["storage_options"]  # loopback map, credentials
-        del data["score"]["workers"]  # how many decode processes, not what they decode: the pod sets its own
+        # Parallelism changes how fast, not what: a shard split over processes writes the same bytes.
+        for section, key in (("score", "workers"), ("download", "processes"), ("download", "decode_workers"),
+                             ("download", "decode_pool")):
+            del data[section][key]
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 

@@ -4,7 +4,7 @@ Serves the 50 real DanQing JPEGs as N distinct URLs from an aiohttp server in it
 then times `danqing.shard.run_local("download", ...)` and img2dataset (installed by this script
 into a throwaway venv under /tmp) at image_size 256, center_crop, webdataset output.
 
-    .venv/bin/python scripts/bench_download.py [--urls 4000] [--repeat 1]
+    .venv/bin/python scripts/bench_download.py [--urls 4000] [--repeat 1] [--processes 1]
 """
 
 from __future__ import annotations
@@ -121,7 +121,9 @@ def main() -> None:
     parser.add_argument("--urls", type=int, default=4000)
     parser.add_argument("--repeat", type=int, default=1)
     parser.add_argument("--pool", choices=["process", "thread"], default="thread", help="decode_pool (config default)")
-    parser.add_argument("--workers", type=int, default=0, help="decode workers (0 = one per CPU)")
+    parser.add_argument("--workers", type=int, default=0, help="decode workers per process (0 = one per CPU)")
+    parser.add_argument("--processes", type=int, default=0,
+                        help="event loops (processes) per shard (0 = config default: one per CPU)")
     parser.add_argument("--skip-img2dataset", action="store_true")
     args = parser.parse_args()
 
@@ -133,6 +135,7 @@ def main() -> None:
     server = ctx.Process(target=serve, args=(ports, images), daemon=True)
     server.start()
     port = ports.get(timeout=30)
+    ours_cfg = {"decode_pool": args.pool, "decode_workers": args.workers, "processes": args.processes}
     ratios, cpu_ratios = [], []
     try:
         for rep in range(args.repeat):
@@ -141,14 +144,14 @@ def main() -> None:
             with tempfile.TemporaryDirectory(prefix="bench_download_") as tmp:
                 work = Path(tmp)
                 ours_first = rep % 2 == 0  # alternate who runs first: a busy machine hurts neither side alone
-                if ours_first:
-                    ours = run_ours(urls, work, {"decode_pool": args.pool, "decode_workers": args.workers})
+                if ours_first or args.skip_img2dataset:
+                    ours = run_ours(urls, work, ours_cfg)
                 if args.skip_img2dataset:
                     print(ours)
                     continue
                 i2d = run_img2dataset(urls, work, cli)
                 if not ours_first:
-                    ours = run_ours(urls, work, {"decode_pool": args.pool, "decode_workers": args.workers})
+                    ours = run_ours(urls, work, ours_cfg)
             for name, r in (("danqing", ours), ("img2dataset", i2d)):
                 print(f"{name:12s} {r['success']:5d}/{r['total']} ok ({100 * r['success'] / r['total']:.1f}%)  "
                       f"{r['seconds']:6.1f} s  {r['success'] / r['seconds']:7.1f} images/s  "

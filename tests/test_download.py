@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+import os
 import socket
 import subprocess
 import sys
@@ -16,12 +18,12 @@ import pytest
 from download_helpers import FaultServer
 
 from danqing import io
-from danqing.config import PipelineConfig
+from danqing.config import DownloadConfig, PipelineConfig
 from danqing.download import guard, robots
+from danqing.download.engine import loops, schedule
 from danqing.download.fetcher import _exception_reason
 from danqing.records import sample_id
 from danqing.shard import run_local
-from danqing.stages.download import schedule
 
 HOST = "img.test"
 
@@ -159,6 +161,44 @@ def test_killed_run_resumes_without_refetching(tmp_path):
     assert table["drop_reason"].to_pylist() == [""] * len(urls)
     assert (tmp_path / "fresh" / "00000.tar").read_bytes() == (tmp_path / "out" / "00000.tar").read_bytes()
     assert fresh.drop_columns(["attempts"]) == table.drop_columns(["attempts"])
+
+
+def test_a_shard_split_over_processes_gives_the_same_output_and_cache(tmp_path, server):
+    names = list(server.images)
+    urls = [f"http://{HOST}/img/{i}/{names[i % len(names)]}" for i in range(60)]
+    urls += [f"http://{HOST}{p}" for p in ("/gone.jpg", "/down/x.jpg", "/down/y.jpg", "/html", "/private/x.jpg",
+                                             "/truncated.jpg")]
+    inp = write_input(tmp_path, urls + urls[:3])  # rows sharing a URL share its result
+    outputs = {}
+    for n in (1, 2):
+        before = server.hits["/robots.txt"]
+        outputs[n] = run(make_cfg(tmp_path / "data", server.port, processes=n), inp, tmp_path / f"p{n}")
+        assert server.hits["/robots.txt"] - before == n  # each loop asks once: n loops really ran
+    assert outputs[2] == outputs[1]
+    assert (tmp_path / "p2" / "00000.tar").read_bytes() == (tmp_path / "p1" / "00000.tar").read_bytes()
+    stats = {n: json.loads((tmp_path / f"p{n}" / "00000_stats.json").read_text())["stats"] for n in (1, 2)}
+    assert stats[2]["errors"] == stats[1]["errors"] and stats[1]["errors"]["download_retry"] == 2
+
+    # The child wrote its results into the shard's cache: a rerun fetches only the transient failures.
+    before = server.hits.copy()
+    assert run(make_cfg(tmp_path / "data", server.port, processes=2), inp, tmp_path / "p2") == outputs[2]
+    assert set(server.hits - before) - {"/robots.txt"} == {"/down/x.jpg", "/down/y.jpg"}
+
+
+def test_a_child_that_fails_fails_the_shard():
+    import asyncio
+
+    from danqing.download.engine import _child
+    from danqing.stats import StageStats
+
+    with pytest.raises(RuntimeError, match="ended early"):
+        asyncio.run(_child(b"not a job", {}, StageStats()))
+
+
+def test_loops_per_shard():
+    assert loops(DownloadConfig(), 10) == 1  # too small to pay for a child's start
+    assert loops(DownloadConfig(), 10**6) == (os.cpu_count() or 1)
+    assert loops(DownloadConfig(processes=3), 2) == 2
 
 
 def test_process_pool_and_shared_urls(tmp_path, server):

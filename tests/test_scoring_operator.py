@@ -97,6 +97,8 @@ def test_pod_decodes_on_all_but_one_of_its_cpus(cfg):
     assert [pod_cpus(q) for q in ("8", "7.5", "7500m", "500m")] == [8, 7, 7, 1]
     assert _pod_config(cfg)["score"]["workers"] == 7  # the default pod has 8 CPUs
     assert cfg.hash() == cfg.model_copy(update={"score": cfg.score.model_copy(update={"workers": 7})}).hash()
+    assert cfg.hash() == cfg.model_copy(update={"download": cfg.download.model_copy(update={"processes": 2})}).hash()
+    assert cfg.hash() != cfg.model_copy(update={"score": cfg.score.model_copy(update={"batch_size": 7})}).hash()
     two = cfg.score.model_copy(update={"workers": 2})
     assert _pod_config(cfg.model_copy(update={"score": two}))["score"]["workers"] == 2  # set by hand: kept
 

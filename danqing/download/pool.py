@@ -14,7 +14,7 @@ from danqing.download.worker import HEADER
 
 PER_WORKER = 2  # bodies queued at a worker: it never waits on the round trip
 # One decode per core already: BLAS thread pools inside a worker would only fight the other workers.
-_SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
+SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
 class ThreadPool:
@@ -64,7 +64,7 @@ class ProcessPool:
     async def _spawn(self) -> _Worker:
         proc = await asyncio.create_subprocess_exec(
             sys.executable, "-m", "danqing.download.worker", stdin=asyncio.subprocess.PIPE,
-            stdout=asyncio.subprocess.PIPE, limit=1 << 24, env={**os.environ, **_SINGLE_THREADED})
+            stdout=asyncio.subprocess.PIPE, limit=1 << 24, env={**os.environ, **SINGLE_THREADED})
         w = _Worker(proc)
         _send(w, pickle.dumps(self.settings))
         w.reader = asyncio.create_task(self._read(w))

@@ -26,7 +26,7 @@ def read_frame(stream) -> bytes | None:
 def main() -> None:
     from danqing.download.decode import DOWNLOAD_UNDECODABLE, decode
 
-    _widen_pipes()
+    widen_pipes()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     settings = pickle.loads(read_frame(stdin))
     while (body := read_frame(stdin)) is not None:
@@ -39,7 +39,7 @@ def main() -> None:
         stdout.flush()
 
 
-def _widen_pipes() -> None:
+def widen_pipes() -> None:
     """1 MiB pipes (Linux): a whole result fits, so the worker goes on decoding while the parent is busy."""
     import fcntl
 

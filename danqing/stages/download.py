@@ -1,26 +1,23 @@
 """Stage 3: fetch every kept pair's image, decode it safely, apply the visual filters, store a tar.
 
-Architecture (danqing/download/): fetcher (async HTTP, limits, retries, breaker), guard (SSRF),
-robots (opt-outs), decode (sniff, bomb guard, resize, hashes), pool + worker (decode threads, or
-processes fed over pipes by the event loop), cache (resume).
+Architecture (danqing/download/): engine (event loops: one, or one per process on a big shard),
+fetcher (async HTTP, limits, retries, breaker), guard (SSRF), robots (opt-outs), decode (sniff,
+bomb guard, resize, hashes), pool + worker (decode threads, or processes fed over pipes by the
+event loop), cache (resume).
 Each distinct URL is fetched once per shard; rows sharing it share the result.
 """
 
 from __future__ import annotations
 
-import asyncio
 import json
 from collections import defaultdict
-from urllib.parse import urlsplit
 
 import pyarrow as pa
 
 from danqing import tario
-from danqing.config import PipelineConfig
 from danqing.download import decode as dec
+from danqing.download import engine
 from danqing.download.cache import ResultCache
-from danqing.download.fetcher import Fetcher, error_class
-from danqing.download.pool import open_pool
 from danqing.shard import ShardJob, kept_rows, with_reasons
 from danqing.stats import StageStats
 
@@ -51,7 +48,7 @@ def process(job: ShardJob, stats: StageStats) -> pa.Table:
     todo = [u for u in distinct if not _reusable(cached.get(u), cfg.download.resume)]
     if len(distinct) > len(todo):
         stats.error("download_cached", len(distinct) - len(todo))
-    fresh = _run_loop(fetch_all(schedule(todo), cfg, settings, stats, cache)) if todo else {}
+    fresh = engine.fetch(todo, cfg.download, settings, stats, cache) if todo else {}
     results = {**cached, **fresh}
 
     records = rows.to_pylist()
@@ -74,58 +71,6 @@ def process(job: ShardJob, stats: StageStats) -> pa.Table:
     for name, typ in COLUMNS:
         table = table.append_column(name, pa.array(extra[name], typ))
     return with_reasons(table, reasons)
-
-
-def schedule(urls: list[str]) -> list[str]:
-    """Deterministic order that interleaves hosts, so no host's queue holds up the others."""
-    by_host: dict[str, list[str]] = defaultdict(list)
-    for url in sorted(urls):
-        by_host[_host(url)].append(url)
-    ranked = [(i, host, url) for host, group in by_host.items() for i, url in enumerate(group)]
-    return [url for _, _, url in sorted(ranked)]
-
-
-async def fetch_all(urls: list[str], cfg: PipelineConfig, settings: dec.Settings, stats: StageStats,
-                    cache: ResultCache | None = None) -> dict[str, dict]:
-    """url -> result (reason, error_class, sizes, hashes, jpg) for every URL; never raises per URL."""
-    d = cfg.download
-    loop = asyncio.get_running_loop()
-    results: dict[str, dict] = {}
-    writes = []
-    # Bounds bodies held in memory while the decoders catch up.
-    inflight = asyncio.Semaphore(2 * d.concurrency)
-
-    async def one(url: str) -> None:
-        async with inflight:
-            got = await fetcher.fetch(url)
-            r = {"reason": got.reason, "http_status": got.http_status, "attempts": got.attempts,
-                 "bytes": len(got.body) if got.body is not None else None}
-            if not got.reason:
-                r.update(await decoders.decode(got.body))
-        r["error_class"] = error_class(r["reason"])
-        results[url] = r
-        if cache is not None:
-            cache.add(url, r)
-            if len(cache) >= d.cache_flush_every:
-                writes.append(loop.run_in_executor(None, cache.write, cache.take()))
-
-    decoders = await open_pool(settings, d.decode_pool, d.decode_workers)
-    try:
-        async with Fetcher(d, stats) as fetcher:
-            await asyncio.gather(*(one(u) for u in urls))
-    finally:
-        if cache is not None:
-            writes.append(loop.run_in_executor(None, cache.write, cache.take()))
-        await asyncio.gather(*writes)
-        await decoders.close()
-    return results
-
-
-def _host(url: str) -> str:
-    try:
-        return urlsplit(url).hostname or ""
-    except ValueError:
-        return ""
 
 
 def _reusable(r: dict | None, mode: str) -> bool:
@@ -154,11 +99,3 @@ def _members(rec: dict, r: dict) -> list[tuple[str, bytes]]:
             **{name: r.get(name) for name, _ in COLUMNS if name not in _RUN_COLUMNS}}
     return [(f"{key}.jpg", r["jpg"]), (f"{key}.txt", caption.encode()),
             (f"{key}.json", json.dumps(meta, ensure_ascii=False, sort_keys=True).encode())]
-
-
-def _run_loop(coro):
-    try:
-        import uvloop
-    except ImportError:
-        return asyncio.run(coro)
-    return uvloop.run(coro)
