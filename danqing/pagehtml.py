@@ -77,17 +77,17 @@ def scan(payload: bytes) -> tuple[list[dict[bytes, bytes]], bytes | None]:
                 break
             pos = close.end()
             continue
-        attrs = attributes(payload, pos, tag_end)
+        attrs = _attributes(payload, pos, tag_end)
         pos = tag_end
         if name == b"img":
             if b"alt" in attrs:
                 images.append(attrs)
-        elif base is None and (href := unquote(attrs.get(b"href", b""))):
+        elif base is None and (href := _unquote(attrs.get(b"href", b""))):
             base = href
     return images, base
 
 
-def attributes(payload: bytes, start: int, end: int) -> dict[bytes, bytes]:
+def _attributes(payload: bytes, start: int, end: int) -> dict[bytes, bytes]:
     """Lower-case name -> raw value of the attributes in payload[start:end]; the first of repeats wins."""
     found = _ATTR.findall(payload, start, end)
     attrs = dict(reversed(found))
@@ -96,7 +96,7 @@ def attributes(payload: bytes, start: int, end: int) -> dict[bytes, bytes]:
     return attrs
 
 
-def unquote(value: bytes) -> bytes:
+def _unquote(value: bytes) -> bytes:
     return value[1:-1] if value and value[0] in b"\"'" else value
 
 
@@ -166,7 +166,7 @@ def images(payload: bytes, page_url: str, http_charset: str | None, min_side_px:
     seen: set[tuple[str, str]] = set()
     pairs = []
     for attrs in found:
-        alt = unquote(attrs[b"alt"])
+        alt = _unquote(attrs[b"alt"])
         if not alt.strip() or _is_pixel(attrs, min_side_px):
             continue
         src = image_source(attrs, codec)
@@ -200,12 +200,12 @@ def _absolute(base: str, src: str) -> str:
 def image_source(attrs: dict[bytes, bytes], codec: str = "utf-8") -> str | None:
     """The real image of an <img>: lazy-load attributes first, then srcset's largest, then src."""
     for name in LAZY_ATTRS:
-        if (value := attrs.get(name)) and (value := unquote(value).strip()) and not value.startswith(b"data:"):
+        if (value := attrs.get(name)) and (value := _unquote(value).strip()) and not value.startswith(b"data:"):
             return _text(value, codec)
     for name in (b"srcset", b"data-srcset"):
-        if (value := attrs.get(name)) and (value := largest_in_srcset(_text(unquote(value), codec))):
+        if (value := attrs.get(name)) and (value := largest_in_srcset(_text(_unquote(value), codec))):
             return value
-    src = unquote(attrs.get(b"src", b"")).strip()
+    src = _unquote(attrs.get(b"src", b"")).strip()
     return _text(src, codec) if src and not src[:5].lower() == b"data:" else None
 
 
@@ -242,7 +242,7 @@ def _descriptor_key(descriptor: str) -> tuple[int, float] | None:
 def _is_pixel(attrs: dict[bytes, bytes], min_side_px: int) -> bool:
     for name in (b"width", b"height"):
         if value := attrs.get(name):
-            value = unquote(value).strip().lower().removesuffix(b"px").strip()
+            value = _unquote(value).strip().lower().removesuffix(b"px").strip()
             if value.isdigit() and int(value) <= min_side_px:
                 return True
     return False
