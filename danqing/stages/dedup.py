@@ -71,9 +71,14 @@ def decide(c: Candidates, cfg: DedupConfig, released: Iterable[emb_index.Release
 
     # Earlier crawls' releases, a slice at a time; the first match names the original.
     alive, index = np.flatnonzero(reasons == ""), None
+    rows_of_sha: dict[str, list[int]] = {}  # built once: each chunk is then one pass over its own hashes
+    for i in alive:
+        if c.sha256[i]:
+            rows_of_sha.setdefault(c.sha256[i], []).append(i)
     for chunk in released if len(alive) else ():
-        by_sha = {h: i for i, h in reversed(list(enumerate(chunk.sha256))) if h}
-        hit = [(i, by_sha[c.sha256[i]]) for i in alive if reasons[i] == "" and c.sha256[i] in by_sha]
+        # pop: a hash matches at its first released occurrence only
+        hit = [(i, j) for j, h in enumerate(chunk.sha256) if h in rows_of_sha for i in rows_of_sha.pop(h)
+               if reasons[i] == ""]
         drop([i for i, _ in hit], [j for _, j in hit], DUPLICATE_RELEASED, chunk.ids)
         if index is None:
             index = emb_index.search_index(c.emb[alive], cfg)
