@@ -1,8 +1,8 @@
 """What an HTML page says about its images: charset, <base href> and captioned <img> tags.
 
 A byte-level scan, not a DOM: extraction needs only <img> attributes, so no tree is built and
-no page is decoded whole (about as fast as lexbor was; the per-pair work after it dominates).
-The scan follows the HTML tokenizer where it matters for images: tag and attribute names are
+no page is decoded whole. The scan itself is compiled (danqing/imgscan.pyx), since it runs once
+per tag. It follows the HTML tokenizer where it matters for images: tag and attribute names are
 case-insensitive, the first of repeated attributes wins, values may be double-, single- or
 unquoted, entities are decoded, and the contents of comments, <script>, <style>, <textarea>,
 <title> and the like are not markup.
@@ -19,22 +19,10 @@ import html
 import re
 from urllib.parse import urljoin
 
-# Markup that matters to the scan; group 1 names what was found.
-_MARKUP = re.compile(rb"<(!--|(?:img|base|script|style|textarea|title|xmp|iframe|noembed|noframes)(?=[\s/>]))",
-                     re.I)
-# The rest of a tag up to its '>': attributes with their quoted values, so a '>' inside a value
-# does not end it. Possessive, so no input backtracks; bounded by _MAX_TAG_BYTES per tag.
-_TAG_REST = re.compile(rb"""(?:[\s/]++|[^\s/>=][^\s/>=]*+(?:\s*+=\s*+(?:"[^"]*+"|'[^']*+'|[^\s>]*+))?+|=)*+>""")
-# One attribute: its name and its raw value, quotes included (stripped only from the values used).
-_ATTR = re.compile(rb"""([^\s/>=][^\s/>=]*+)(?:\s*+=\s*+("[^"]*+"|'[^']*+'|[^\s>]*+))?+""")
-_MAX_TAG_BYTES = 16_384
-_COMMENT_END = re.compile(rb"--!?>")
-_RAW_END = {name: re.compile(rb"</" + name + rb"(?=[\s/>])", re.I)
-            for name in (b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes")}
-
-LAZY_ATTRS = (b"data-src", b"data-original", b"data-lazy-src", b"data-lazyload", b"data-echo")
-_SPACES = re.compile(r"\s+")
-_SRCSET_URL = re.compile(r"[\s,]*(\S+)")
+try:
+    from danqing.imgscan import captioned_images, decoded_pairs
+except ImportError as e:  # a source tree that was never installed
+    raise ImportError("danqing.imgscan is compiled at install: run `make .venv/.installed`") from e
 
 _META_CHARSET = re.compile(rb"""<meta[^>]{0,300}?charset\s*=\s*["']?\s*([a-z0-9_.:\-]+)""", re.I)
 # WHATWG labels: GB2312/GBK pages are decoded as GB18030 (a superset), Big5 as Big5-HKSCS, Latin-1 as cp1252.
@@ -46,58 +34,12 @@ _CHARSET_ALIASES = {
     **dict.fromkeys(("utf8", "unicode-1-1-utf-8", "utf-16", "utf-16le", "utf-16be"), "utf-8"),  # as WHATWG reads <meta>
 }
 _DETECT_BYTES = 32_768
+_DETECT_MIN_EVIDENCE = 256
 _HIGH_BYTES = re.compile(rb"[\x80-\xff]")
 # Visible-text approximation for a page without a language label: markup and non-text blocks go.
 _NOT_TEXT = re.compile(rb"<(script|style|noscript)\b.*?(?:</\1\s*>|\Z)|<!--.*?(?:-->|\Z)|<[a-zA-Z/!?][^>]*+(?:>|\Z)",
                        re.I | re.S)
 _TEXT_BYTES = 65_536
-
-
-def scan(payload: bytes) -> tuple[list[dict[bytes, bytes]], bytes | None]:
-    """The raw attributes of every <img> with an alt, in page order, and the first <base href>."""
-    images: list[dict[bytes, bytes]] = []
-    base = None
-    pos, end = 0, len(payload)
-    while match := _MARKUP.search(payload, pos):
-        name = match.group(1).lower()
-        pos = match.end()
-        if name == b"!--":
-            close = _COMMENT_END.search(payload, pos)
-            if close is None:
-                break  # an unclosed comment runs to the end of the page
-            pos = close.end()
-            continue
-        tag = _TAG_REST.match(payload, pos, min(end, pos + _MAX_TAG_BYTES))
-        tag_end = tag.end() if tag else payload.find(b">", pos)
-        if tag_end < 0:
-            break
-        if name in _RAW_END:
-            close = _RAW_END[name].search(payload, tag_end)
-            if close is None:
-                break
-            pos = close.end()
-            continue
-        attrs = _attributes(payload, pos, tag_end)
-        pos = tag_end
-        if name == b"img":
-            if b"alt" in attrs:
-                images.append(attrs)
-        elif base is None and (href := _unquote(attrs.get(b"href", b""))):
-            base = href
-    return images, base
-
-
-def _attributes(payload: bytes, start: int, end: int) -> dict[bytes, bytes]:
-    """Lower-case name -> raw value of the attributes in payload[start:end]; the first of repeats wins."""
-    found = _ATTR.findall(payload, start, end)
-    attrs = dict(reversed(found))
-    if not b"".join(attrs).islower():  # rare: names in capitals
-        attrs = {name.lower(): value for name, value in reversed(found)}
-    return attrs
-
-
-def _unquote(value: bytes) -> bytes:
-    return value[1:-1] if value and value[0] in b"\"'" else value
 
 
 # ---- charset --------------------------------------------------------------------------------
@@ -118,7 +60,7 @@ def normalize_charset(label: str | bytes | None) -> str | None:
 
 def page_charset(payload: bytes, http_charset: str | None, evidence: bytes) -> str:
     """The codec of a page: its BOM, then the HTTP header and <meta> when they decode the evidence
-    (the bytes actually used, such as alt texts), then UTF-8, then detection on the page.
+    (the bytes actually used, such as alt texts), then UTF-8, then detection.
 
     A server default (often utf-8) that the bytes contradict loses to the page's own <meta>.
     """
@@ -135,7 +77,10 @@ def page_charset(payload: bytes, http_charset: str | None, evidence: bytes) -> s
             return codec
         except UnicodeDecodeError:
             pass
-    return declared[0] if declared else detect_charset(payload)
+    if declared:
+        return declared[0]
+    # Detection judges the evidence itself when there is enough of it: a few alts cost a fifth of a page.
+    return detect_charset(evidence if len(evidence) >= _DETECT_MIN_EVIDENCE else payload)
 
 
 def detect_charset(payload: bytes) -> str:
@@ -154,98 +99,19 @@ def images(payload: bytes, page_url: str, http_charset: str | None, min_side_px:
     utf16 = payload.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     if utf16:  # the one common encoding whose markup is not ASCII bytes: scanned as UTF-8
         payload = payload.decode("utf-16", "replace").encode()
-    found, base = scan(payload)
+    found, base = captioned_images(payload, min_side_px)
     if not found:
         return [], ""
-    evidence = b"\n".join(attrs[b"alt"] for attrs in found)
-    codec = page_charset(payload, http_charset, evidence)
-    charset = "utf-16" if utf16 else codec
+    codec = page_charset(payload, http_charset, b"\n".join([alt for _, alt in found]))
     base_url = page_url
     if base is not None and (href := _text(base, codec).strip()):
         base_url = urljoin(page_url, href)
-    seen: set[tuple[str, str]] = set()
-    pairs = []
-    for attrs in found:
-        alt = _unquote(attrs[b"alt"])
-        if not alt.strip() or _is_pixel(attrs, min_side_px):
-            continue
-        src = image_source(attrs, codec)
-        alt = _SPACES.sub(" ", _text(alt, codec)).strip()
-        if not src or not alt:
-            continue
-        url = _absolute(base_url, src)
-        if not url.startswith(("http://", "https://")):
-            continue
-        key = (url, alt)
-        if key not in seen:
-            seen.add(key)
-            pairs.append(key)
-    return pairs, charset
+    return decoded_pairs(found, codec, base_url), "utf-16" if utf16 else codec
 
 
 def _text(value: bytes, codec: str) -> str:
     text = value.decode(codec, "replace")
     return html.unescape(text) if "&" in text else text
-
-
-def _absolute(base: str, src: str) -> str:
-    """src resolved against base, without fragment; absolute URLs without dot segments skip urljoin."""
-    if src.startswith(("http://", "https://")) and "/." not in src:
-        url = src
-    else:
-        url = urljoin(base, src)
-    return url.split("#", 1)[0]
-
-
-def image_source(attrs: dict[bytes, bytes], codec: str = "utf-8") -> str | None:
-    """The real image of an <img>: lazy-load attributes first, then srcset's largest, then src."""
-    for name in LAZY_ATTRS:
-        if (value := attrs.get(name)) and (value := _unquote(value).strip()) and not value.startswith(b"data:"):
-            return _text(value, codec)
-    for name in (b"srcset", b"data-srcset"):
-        if (value := attrs.get(name)) and (value := largest_in_srcset(_text(_unquote(value), codec))):
-            return value
-    src = _unquote(attrs.get(b"src", b"")).strip()
-    return _text(src, codec) if src and not src[:5].lower() == b"data:" else None
-
-
-def largest_in_srcset(srcset: str) -> str | None:
-    """The candidate with the largest width (w) or density (x) descriptor; widths win over densities."""
-    best, best_key = None, (-1, -1.0)
-    pos = 0
-    while match := _SRCSET_URL.match(srcset, pos):
-        url, pos = match.group(1), match.end()
-        descriptor = ""
-        if url.endswith(","):  # a URL directly followed by a comma has no descriptor (commas inside are kept)
-            url = url.rstrip(",")
-        else:
-            end = srcset.find(",", pos)
-            end = len(srcset) if end < 0 else end
-            descriptor, pos = srcset[pos:end].strip().lower(), end
-        key = _descriptor_key(descriptor)
-        if key is not None and url and not url.startswith("data:") and key > best_key:
-            best, best_key = url, key
-    return best
-
-
-def _descriptor_key(descriptor: str) -> tuple[int, float] | None:
-    if not descriptor:
-        return (0, 1.0)
-    unit, number = descriptor[-1:], descriptor[:-1]
-    try:
-        value = float(number)
-    except ValueError:
-        return None
-    return (1, value) if unit == "w" else (0, value) if unit == "x" else None
-
-
-def _is_pixel(attrs: dict[bytes, bytes], min_side_px: int) -> bool:
-    for name in (b"width", b"height"):
-        if value := attrs.get(name):
-            value = _unquote(value).strip().lower().removesuffix(b"px").strip()
-            if value.isdigit() and int(value) <= min_side_px:
-                return True
-    return False
 
 
 def visible_text(payload: bytes, charset: str) -> str:

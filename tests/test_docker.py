@@ -22,7 +22,9 @@ def test_compose_services_share_one_image_and_production_backends():
 
 
 def _instructions(path):
-    lines = [line.strip() for line in (ROOT / path).read_text().splitlines()]
+    """[instruction, argument] pairs, continuation lines joined."""
+    text = (ROOT / path).read_text().replace("\\\n", " ")
+    lines = [" ".join(line.split()) for line in text.splitlines()]
     return [line.split(None, 1) for line in lines if line and not line.startswith("#")]
 
 
@@ -31,8 +33,21 @@ def test_airflow_image_installs_pinned_requirements_and_the_package():
     assert steps[0] == ["FROM", "apache/airflow:3.3.2-python3.11"]
     runs = [arg for op, arg in steps if op == "RUN"]
     assert any("-r /opt/danqing/requirements.txt" in r for r in runs)
+    compiler = next(i for i, (op, arg) in enumerate(steps) if op == "RUN" and "build-essential" in arg)
+    package = next(i for i, (op, arg) in enumerate(steps) if op == "RUN" and arg.endswith(" /opt/danqing"))
+    assert compiler < package  # danqing.imgscan compiles at install
     copies = [arg for op, arg in steps if op == "COPY"]
     for folder in ("danqing", "operators", "dags", "plugins"):
         assert any(f" {folder} " in f" {c} " for c in copies), folder
     pinned = (ROOT / "requirements.txt").read_text()
     assert "apache-airflow==3.3.2" in pinned
+
+
+def test_scorer_image_builds_the_package_with_a_compiler_and_runs_the_score_stage():
+    steps = _instructions("docker/Dockerfile.scorer")
+    assert steps[0][0] == "FROM" and "cuda" in steps[0][1]
+    runs = [arg for op, arg in steps if op == "RUN"]
+    compiler = next(i for i, r in enumerate(runs) if " gcc " in f" {r} " and "python3.11-dev" in r)
+    package = next(i for i, r in enumerate(runs) if r.startswith("pip install --no-deps ."))
+    assert compiler < package  # danqing.imgscan compiles at install
+    assert "danqing.stages.score" in dict(steps)["CMD"]

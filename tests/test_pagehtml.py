@@ -6,7 +6,7 @@ import time
 
 import pytest
 
-from danqing import pagehtml
+from danqing import imgscan, pagehtml
 
 PAGE_URL = "http://www.shop.test/dir/item.html"
 GBK_PAGE = "<html><body><p>欢迎光临本店，全场商品包邮。</p><img src=a.jpg alt='纯棉短袖T恤'></body></html>"
@@ -46,7 +46,7 @@ def test_charset(payload, header, expected):
     ("", None),
 ])
 def test_largest_in_srcset(srcset, expected):
-    assert pagehtml.largest_in_srcset(srcset) == expected
+    assert imgscan.largest_in_srcset(srcset.encode()) == (expected.encode() if expected else None)
 
 
 @pytest.mark.parametrize("attrs,expected", [
@@ -123,3 +123,13 @@ def test_visible_text_drops_markup_scripts_and_comments():
     html = b"<html><head><title>T</title><script>var x='<p>js</p>';</script><style>p{}</style></head>" \
            b"<body><!-- note --><p>\xe4\xb8\xad\xe6\x96\x87</p><noscript>ns</noscript></body></html>"
     assert pagehtml.visible_text(html, "utf-8").split() == ["T", "中文"]
+
+
+@pytest.mark.parametrize("codec,expected", [("gbk", "gb18030"), ("big5", "big5hkscs")])
+def test_undeclared_charset_is_detected_from_many_alts(codec, expected):
+    alts = ["繁體中文圖片說明第一張", "臺灣夜市小吃與街景照片", "高雄港口的夕陽與船隻", "傳統茶館裡的老師傅泡茶"]
+    body = "".join(f'<img src="{i}.jpg" alt="{alts[i % 4]}{i}">' for i in range(16))  # > 256 bytes of alts
+    payload = f"<html><body>{body}</body></html>".encode(codec)
+    found, charset = pagehtml.images(payload, PAGE_URL, None, 2)
+    assert charset == expected
+    assert found[0] == ("http://www.shop.test/dir/0.jpg", "繁體中文圖片說明第一張0")

@@ -96,7 +96,7 @@ def iter_batches(job: ShardJob, stats: StageStats, batch_rows: int = _BATCH_ROWS
                 columns["url"] += [url for url, _ in pairs]
                 columns["alt_text"] += [alt for _, alt in pairs]
                 page_reason = judge.page(page.url, language)
-                columns["drop_reason"] += [page_reason] * n if page_reason else [judge.pair(*p) for p in pairs]
+                columns["drop_reason"] += [page_reason] * n if page_reason else judge.pairs(pairs)
                 for key, value in (("page_url", page.url), ("page_language", language), ("charset", charset),
                                    ("warc_filename", name), ("warc_record_offset", offset),
                                    ("warc_record_length", page.length)):
@@ -327,7 +327,8 @@ class Judge:
             return PAGE_NOT_CHINESE
         return DOMAIN_BLACKLISTED if self.blocked and _blocked(page_url, self.blocked) else KEPT
 
-    def pair(self, url: str, alt: str) -> str:
+    def pair(self, url: str, alt: str, suspect: bool = True) -> str:
+        """The drop reason of one (image URL, alt) of a kept page; suspect=False skips the safety checks."""
         if self.blocked and _blocked(url, self.blocked):
             return DOMAIN_BLACKLISTED
         # Every word is one character at least: a caption shorter than min_words is short without segmenting.
@@ -337,15 +338,26 @@ class Judge:
             return CAPTION_TOO_SHORT
         if words > self.max_words:
             return CAPTION_TOO_LONG
-        if self.unsafe(alt):
+        if suspect and self.unsafe(alt):
             return CAPTION_UNSAFE
         return KEPT
 
+    def pairs(self, pairs: list[tuple[str, str]]) -> list[str]:
+        """pair() of every (image URL, alt) of one kept page."""
+        # One keyword search per page: the captions, joined by a character no keyword holds, rarely hit.
+        suspect = bool(self.classifier) or self.keywords.search(_squeeze("\0".join([alt for _, alt in pairs])))
+        return [self.pair(url, alt, suspect) for url, alt in pairs]
+
     def unsafe(self, caption: str) -> bool:
         """The keyword floor, then the configured classifier (if any)."""
-        if self.keywords.search(_SPACES.sub("", caption.lower())):
+        if self.keywords.search(_squeeze(caption)):
             return True
         return bool(self.classifier and self.classifier(caption))
+
+
+def _squeeze(text: str) -> str:
+    """Lower case without whitespace, as the keyword list is written."""
+    return _SPACES.sub("", text.lower())
 
 
 def check(row: dict, cfg: ExtractConfig) -> str | None:

@@ -16,6 +16,7 @@ _LATIN = re.compile(r"[A-Za-z]")
 _WORDLIKE = re.compile(r"[\w\u3400-\u4dbf\u4e00-\u9fff]")  # a token with a letter, digit or Han is a word
 _BLOCK = re.compile(r"([\u4e00-\u9fd5a-zA-Z0-9+#&._%\-]+)")  # jieba's re_han_default: what it segments
 _SYMBOL = re.compile(r"[+#&._%\-]")
+_PLAIN_BLOCK = re.compile(r"[\u4e00-\u9fd5a-zA-Z0-9]+")  # one of jieba's blocks, without its symbols
 
 
 @cache
@@ -55,7 +56,7 @@ def words(text: str) -> list[str]:
 def word_count(text: str) -> int:
     """Words in text; cached, since alt texts repeat across pages (logos, banners, product names)."""
     fast = _fast_cut()
-    if fast and not _SYMBOL.search(text) and _BLOCK.fullmatch(text):
+    if fast and _PLAIN_BLOCK.fullmatch(text):
         return len(fast(text))  # one block of Han, letters and digits only: every token is a word
     return len(words(text))
 
