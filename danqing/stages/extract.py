@@ -13,11 +13,14 @@ import importlib
 import json
 import re
 import zlib
+from bisect import bisect_right
 from collections.abc import Iterator
 from dataclasses import dataclass
 from functools import cache
+from itertools import accumulate
 from urllib.parse import urlsplit
 
+import numpy as np
 import pyarrow as pa
 
 from danqing import pagehtml, warcsource
@@ -47,8 +50,8 @@ HTML_TOO_DEEP = "html_too_deep"
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _CLD2 = re.compile(rb"^languages-cld2:\s*(.+?)\s*$", re.M)
-_SPACES = re.compile(r"\s+")
 _BATCH_ROWS = 8192
+_PAGE_COLUMNS = ("page_url", "page_language", "charset", "warc_filename", "warc_record_offset", "warc_record_length")
 _DEPTH_CHECK_TAGS = 5  # pages with more than max_html_depth * this many "<" get a nesting scan
 _TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9]{0,15})")
 # Elements that never hold children or are closed implicitly by a sibling: they add no depth.
@@ -80,7 +83,7 @@ def iter_batches(job: ShardJob, stats: StageStats, batch_rows: int = _BATCH_ROWS
     judge = Judge(cfg)
     # Pipeline shards planned from the index know each record's languages; the CLI's inputs do not.
     index_languages = shard_languages(job.cfg, job.crawl, job.shard) if job.out_prefix is None else {}
-    columns: dict[str, list] = {name: [] for name in PAIR_SCHEMA.names}
+    rows = _Rows()
     for spec in job.inputs:
         name = warcsource.warc_filename(spec)
         stream = warcsource.open_input(spec, job.cfg)
@@ -89,33 +92,49 @@ def iter_batches(job: ShardJob, stats: StageStats, batch_rows: int = _BATCH_ROWS
                 offset = warcsource.file_offset(stream, page.pos)
                 page.language = page.language or index_languages.get((name, offset), "")
                 pairs, charset, language = page_pairs(page, cfg, stats)
-                if not pairs:
-                    continue
-                n = len(pairs)
-                columns["id"] += [sample_id(name, offset, url, alt) for url, alt in pairs]
-                columns["url"] += [url for url, _ in pairs]
-                columns["alt_text"] += [alt for _, alt in pairs]
-                page_reason = judge.page(page.url, language)
-                columns["drop_reason"] += [page_reason] * n if page_reason else judge.pairs(pairs)
-                for key, value in (("page_url", page.url), ("page_language", language), ("charset", charset),
-                                   ("warc_filename", name), ("warc_record_offset", offset),
-                                   ("warc_record_length", page.length)):
-                    columns[key] += [value] * n
-                if len(columns["id"]) >= batch_rows:  # Arrow holds rows in a fraction of Python's memory
-                    yield _batch(columns)
+                if pairs:
+                    rows.add(pairs, judge.page(page.url, language), page.url, language, charset, name, offset,
+                             page.length)
+                if len(rows.urls) >= batch_rows:  # Arrow holds rows in a fraction of Python's memory
+                    yield rows.batch(judge)
         finally:
             stream.close()
-    if columns["id"]:
-        yield _batch(columns)
+    if rows.urls:
+        yield rows.batch(judge)
 
 
-def _batch(columns: dict[str, list]) -> pa.RecordBatch:
-    """The rows gathered so far as one record batch; the lists are emptied."""
-    batch = pa.record_batch([pa.array(values, type=PAIR_SCHEMA.field(key).type) for key, values in columns.items()],
-                            schema=PAIR_SCHEMA)
-    for values in columns.values():
-        values.clear()
-    return batch
+class _Rows:
+    """Pairs gathered page by page, then judged, identified and converted a batch at a time: each kind
+    of work in one pass keeps its own data (the segmenter's dictionary, say) in the CPU's caches."""
+
+    def __init__(self):
+        self.urls: list[str] = []
+        self.alts: list[str] = []
+        self.page_reasons: list[str] = []
+        self.pages: list[tuple] = []  # the values of _PAGE_COLUMNS, per page
+        self.sizes: list[int] = []  # pairs per page
+
+    def add(self, pairs: list[tuple[str, str]], page_reason: str, *page) -> None:
+        self.urls += [url for url, _ in pairs]
+        self.alts += [alt for _, alt in pairs]
+        self.page_reasons += [page_reason] * len(pairs)
+        self.pages.append(page)
+        self.sizes.append(len(pairs))
+
+    def batch(self, judge: Judge) -> pa.RecordBatch:
+        """The rows gathered so far as one record batch; then starts afresh."""
+        ids, start = [], 0
+        for (_, _, _, name, offset, _), n in zip(self.pages, self.sizes, strict=True):
+            ids += [sample_id(name, offset, self.urls[i], self.alts[i]) for i in range(start, start + n)]
+            start += n
+        columns = {"id": pa.array(ids, pa.string()), "url": pa.array(self.urls, pa.string()),
+                   "alt_text": pa.array(self.alts, pa.string()),
+                   "drop_reason": pa.array(judge.reasons(self.urls, self.alts, self.page_reasons), pa.string())}
+        row_page = pa.array(np.repeat(np.arange(len(self.sizes)), self.sizes))  # page values are converted once
+        for key, values in zip(_PAGE_COLUMNS, zip(*self.pages, strict=True), strict=True):
+            columns[key] = pa.array(values, PAIR_SCHEMA.field(key).type).take(row_page)
+        self.__init__()
+        return pa.record_batch([columns[key] for key in PAIR_SCHEMA.names], schema=PAIR_SCHEMA)
 
 
 # ---- WARC records -> pages -------------------------------------------------------------
@@ -313,7 +332,7 @@ def own_language(payload: bytes, charset: str, pairs: list[tuple[str, str]]) -> 
 # ---- checks ----------------------------------------------------------------------------
 
 class Judge:
-    """The stage-1 checks of one config, prepared once per shard: each returns a drop reason or KEPT."""
+    """The stage-1 checks of one config, prepared once per shard, returning drop reasons (KEPT to keep)."""
 
     def __init__(self, cfg: ExtractConfig):
         self.languages = frozenset(cfg.languages)
@@ -327,8 +346,18 @@ class Judge:
             return PAGE_NOT_CHINESE
         return DOMAIN_BLACKLISTED if self.blocked and _blocked(page_url, self.blocked) else KEPT
 
-    def pair(self, url: str, alt: str, suspect: bool = True) -> str:
-        """The drop reason of one (image URL, alt) of a kept page; suspect=False skips the safety checks."""
+    def reasons(self, urls: list[str], alts: list[str], page_reasons: list[str]) -> list[str]:
+        """The drop reason of each (image URL, alt) of a batch, given its page's: one check at a time."""
+        reasons = list(page_reasons)
+        for i, reason in enumerate(reasons):
+            if not reason:
+                reasons[i] = self.length(urls[i], alts[i])
+        for i in self.unsafe([i for i, reason in enumerate(reasons) if not reason], alts):
+            reasons[i] = CAPTION_UNSAFE
+        return reasons
+
+    def length(self, url: str, alt: str) -> str:
+        """The image's domain, then the caption's length in words."""
         if self.blocked and _blocked(url, self.blocked):
             return DOMAIN_BLACKLISTED
         # Every word is one character at least: a caption shorter than min_words is short without segmenting.
@@ -336,34 +365,24 @@ class Judge:
         words = words if words < self.min_words else word_count(alt)
         if words < self.min_words:
             return CAPTION_TOO_SHORT
-        if words > self.max_words:
-            return CAPTION_TOO_LONG
-        if suspect and self.unsafe(alt):
-            return CAPTION_UNSAFE
-        return KEPT
+        return CAPTION_TOO_LONG if words > self.max_words else KEPT
 
-    def pairs(self, pairs: list[tuple[str, str]]) -> list[str]:
-        """pair() of every (image URL, alt) of one kept page."""
-        # One keyword search per page: the captions, joined by a character no keyword holds, rarely hit.
-        suspect = bool(self.classifier) or self.keywords.search(_squeeze("\0".join([alt for _, alt in pairs])))
-        return [self.pair(url, alt, suspect) for url, alt in pairs]
-
-    def unsafe(self, caption: str) -> bool:
-        """The keyword floor, then the configured classifier (if any)."""
-        if self.keywords.search(_squeeze(caption)):
-            return True
-        return bool(self.classifier and self.classifier(caption))
-
-
-def _squeeze(text: str) -> str:
-    """Lower case without whitespace, as the keyword list is written."""
-    return _SPACES.sub("", text.lower())
+    def unsafe(self, rows: list[int], alts: list[str]) -> set[int]:
+        """Those of rows whose caption the keyword floor or the configured classifier flags."""
+        # One search over the captions joined by a character no keyword holds, then back to rows by offset.
+        lowered = [alts[i].lower() for i in rows]
+        ends = list(accumulate(len(text) + 1 for text in lowered))
+        flagged = {rows[bisect_right(ends, hit.start())] for hit in self.keywords.finditer("\0".join(lowered))}
+        if self.classifier:
+            flagged.update(i for i in rows if i not in flagged and self.classifier(alts[i]))
+        return flagged
 
 
 def check(row: dict, cfg: ExtractConfig) -> str | None:
     """The drop reason of one candidate pair, or None to keep it."""
     judge = Judge(cfg)
-    return judge.page(row["page_url"], row["page_language"]) or judge.pair(row["url"], row["alt_text"]) or None
+    page_reason = judge.page(row["page_url"], row["page_language"])
+    return judge.reasons([row["url"]], [row["alt_text"]], [page_reason])[0] or None
 
 
 def _blocked(url: str, blocked: frozenset[str]) -> bool:
@@ -377,8 +396,9 @@ def _blocked(url: str, blocked: frozenset[str]) -> bool:
 def _keywords() -> re.Pattern:
     from danqing.text.data import word_list
 
+    # Written without spaces; matched across any whitespace, as in "网上 赌场".
     words = sorted(word_list("blocklist_stage1"), key=len, reverse=True)
-    return re.compile("|".join(map(re.escape, words)))
+    return re.compile("|".join(r"\s*".join(map(re.escape, word)) for word in words))
 
 
 @cache
