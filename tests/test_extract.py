@@ -308,6 +308,24 @@ def test_word_count_is_jiebas(caption):
     assert words.word_count(caption) == len(expected)
 
 
+def test_symbol_blocks_segment_as_jieba_does():
+    """rjieba takes the blocks with symbols too, except where its HMM would join "a-1": same words as jieba."""
+    import random
+
+    import jieba
+
+    from danqing.text import words
+
+    jieba.initialize()
+    parts = ["北欧", "风格", "实木", "餐桌", "T恤", "C#", "c++", "AT&T", "A股", "iPhone", "PVC", "3D", "2024", "v2",
+             "新", "日", "abc", "+", "#", "&", ".", "_", "%", "-", "__", "--", "-_", "%%", "2.5", "50%", "v1.0",
+             "1.2.3", "x_y"]
+    rng = random.Random(0)
+    blocks = {"".join(rng.choices(parts, k=rng.randrange(2, 7))) for _ in range(2000)}
+    for block in blocks:
+        assert words.words(block) == [t for t in jieba.lcut(block) if words._WORDLIKE.search(t)], block
+
+
 def test_short_captions_skip_segmenting():
     from danqing.text import words
 

@@ -2,7 +2,10 @@
 
 Words are jieba's (dictionary DAG plus HMM). rjieba (jieba-rs: the same dictionary and algorithm,
 in Rust, ~10x faster) segments when installed; jieba itself otherwise. Both see only the blocks
-jieba would segment, so they agree on every character outside them too.
+jieba would segment, so they agree on every character outside them too. Inside a block they differ
+in one place: jieba-rs's HMM keeps "a-1", "x_y" or "2.5abc" as one token where jieba splits them.
+Blocks with such a run stay with jieba (a few in a thousand captions); every other block segments
+the same in both (checked on 40,000 blocks mixing dictionary words, digits, letters and symbols).
 """
 
 from __future__ import annotations
@@ -15,7 +18,7 @@ from danqing.text.scripts import HAN, HANGUL, KANA
 _LATIN = re.compile(r"[A-Za-z]")
 _WORDLIKE = re.compile(r"[\w\u3400-\u4dbf\u4e00-\u9fff]")  # a token with a letter, digit or Han is a word
 _BLOCK = re.compile(r"([\u4e00-\u9fd5a-zA-Z0-9+#&._%\-]+)")  # jieba's re_han_default: what it segments
-_SYMBOL = re.compile(r"[+#&._%\-]")
+_SPLIT_BY_JIEBA = re.compile(r"[a-zA-Z0-9][._\-][a-zA-Z0-9]")  # where jieba-rs's HMM would join what jieba splits
 _PLAIN_BLOCK = re.compile(r"[\u4e00-\u9fd5a-zA-Z0-9]+")  # one of jieba's blocks, without its symbols
 
 
@@ -44,8 +47,7 @@ def words(text: str) -> list[str]:
     fast, out = _fast_cut(), []
     for i, part in enumerate(_BLOCK.split(text)):
         if i % 2:
-            # jieba's HMM step splits off "_+#&.%-" where jieba-rs keeps them in a token: such blocks stay with jieba.
-            cut = fast if fast and not _SYMBOL.search(part) else _jieba().lcut
+            cut = fast if fast and not _SPLIT_BY_JIEBA.search(part) else _jieba().lcut
             out += [t for t in cut(part) if _WORDLIKE.search(t)]
         else:  # outside its blocks jieba yields every character alone
             out += [c for c in part if _WORDLIKE.match(c)]
