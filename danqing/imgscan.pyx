@@ -14,7 +14,7 @@ charset, decoded_pairs() turns them into text, in C too, since it also runs once
 from html import unescape
 from urllib.parse import urljoin
 
-from cpython.unicode cimport PyUnicode_Decode
+from cpython.unicode cimport Py_UNICODE_ISSPACE, PyUnicode_Decode
 from libc.string cimport memchr
 
 cdef extern from "Python.h":
@@ -240,7 +240,7 @@ cdef bint _largest_candidate(const unsigned char *buf, Py_ssize_t s, Py_ssize_t 
                              Py_ssize_t *best_s, Py_ssize_t *best_e):
     """The srcset candidate with the largest w (else x) descriptor; False if none is usable."""
     cdef Py_ssize_t pos = s, url, url_end, d, d_end
-    cdef int kind, best_kind = -1
+    cdef int kind = 0, best_kind = -1
     cdef double value, best_value = -1.0
     cdef const unsigned char *comma
     while True:
@@ -303,12 +303,13 @@ cdef bint _source(const unsigned char *buf, Py_ssize_t *start, Py_ssize_t *end, 
 
 
 def captioned_images(bytes payload, long min_side_px):
-    """([(image source, alt)], base href) of the raw page: every <img> with a non-blank alt, a
+    """([(image source, alt)], base href, tags) of the raw page: every <img> with a non-blank alt, a
     source that is not a data: URI and no width or height of min_side_px or less, in page order;
-    and the first non-empty <base href>, or None. Values are raw bytes without their quotes.
+    the first non-empty <base href>, or None; and how many '<' the scan met outside comments and raw
+    text (a bound on the page's depth). Values are raw bytes without their quotes.
     """
     cdef const unsigned char *buf = payload
-    cdef Py_ssize_t n = len(payload), pos = 0, tag_end, close, s, e, a, b, i
+    cdef Py_ssize_t n = len(payload), pos = 0, tag_end, close, s, e, a, b, i, tags = 0
     cdef Py_ssize_t start[N_ATTRS]
     cdef Py_ssize_t end[N_ATTRS]
     cdef const unsigned char *hit
@@ -320,6 +321,7 @@ def captioned_images(bytes payload, long min_side_px):
         if hit == NULL:
             break
         pos = hit - buf + 1
+        tags += 1
         if pos + 2 < n and buf[pos] == 33 and buf[pos + 1] == 45 and buf[pos + 2] == 45:  # "<!--"
             close = _find_comment_end(buf, pos + 3, n)
             if close < 0:
@@ -367,13 +369,29 @@ def captioned_images(bytes payload, long min_side_px):
             if close < 0:
                 break
             pos = close
-    return found, base
+    return found, base, tags
 
 
 cdef str _text(bytes value, const char *codec):
     """An attribute value as text: decoded (undecodable bytes replaced) and entities resolved."""
     text = PyUnicode_Decode(value, len(value), codec, "replace")
     return unescape(text) if b"&" in value else text
+
+
+cdef str _collapse_spaces(str text):
+    """text with its whitespace runs as single spaces and none at the ends (" ".join(text.split()))."""
+    cdef Py_UCS4 ch
+    cdef bint space = True  # at the start, a space is one too many
+    for ch in text:
+        if ch == 32:
+            if space:
+                return " ".join(text.split())
+            space = True
+        elif Py_UNICODE_ISSPACE(ch):
+            return " ".join(text.split())
+        else:
+            space = False
+    return " ".join(text.split()) if space and text else text
 
 
 def decoded_pairs(list found, str codec, str base_url):
@@ -386,7 +404,7 @@ def decoded_pairs(list found, str codec, str base_url):
     cdef bytes src, alt
     cdef Py_ssize_t hash
     for src, alt in found:
-        text = " ".join(_text(alt, c_codec).split())
+        text = _collapse_spaces(_text(alt, c_codec))
         if not text:
             continue
         url = _text(src, c_codec)

@@ -40,6 +40,15 @@ _HIGH_BYTES = re.compile(rb"[\x80-\xff]")
 _NOT_TEXT = re.compile(rb"<(script|style|noscript)\b.*?(?:</\1\s*>|\Z)|<!--.*?(?:-->|\Z)|<[a-zA-Z/!?][^>]*+(?:>|\Z)",
                        re.I | re.S)
 _TEXT_BYTES = 65_536
+_DEPTH_CHECK_TAGS = 5  # pages with more than max_depth * this many tags get a nesting scan
+_TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9]{0,15})")
+# Elements that never hold children or are closed implicitly by a sibling: they add no depth.
+_FLAT = {b"area", b"base", b"br", b"col", b"embed", b"hr", b"img", b"input", b"link", b"meta", b"source", b"track",
+         b"wbr", b"param", b"p", b"li", b"td", b"th", b"tr", b"option", b"dt", b"dd"}
+
+
+class TooDeep(ValueError):
+    """A page nested deeper than the limit: an HTML bomb, or a page no reader would see whole."""
 
 
 # ---- charset --------------------------------------------------------------------------------
@@ -93,13 +102,18 @@ def detect_charset(payload: bytes) -> str:
 
 # ---- images ---------------------------------------------------------------------------------
 
-def images(payload: bytes, page_url: str, http_charset: str | None, min_side_px: int
+def images(payload: bytes, page_url: str, http_charset: str | None, min_side_px: int, max_depth: int
            ) -> tuple[list[tuple[str, str]], str]:
-    """(absolute image URL, alt) of every captioned <img> in page order without repeats, and the charset."""
+    """(absolute image URL, alt) of every captioned <img> in page order without repeats, and the charset.
+
+    Raises TooDeep for a page whose elements nest deeper than max_depth.
+    """
     utf16 = payload.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     if utf16:  # the one common encoding whose markup is not ASCII bytes: scanned as UTF-8
         payload = payload.decode("utf-16", "replace").encode()
-    found, base = captioned_images(payload, min_side_px)
+    found, base, tags = captioned_images(payload, min_side_px)
+    if tags > max_depth * _DEPTH_CHECK_TAGS and nesting_depth(payload) > max_depth:
+        raise TooDeep(f"elements nest deeper than {max_depth}")
     if not found:
         return [], ""
     codec = page_charset(payload, http_charset, b"\n".join([alt for _, alt in found]))
@@ -112,6 +126,21 @@ def images(payload: bytes, page_url: str, http_charset: str | None, min_side_px:
 def _text(value: bytes, codec: str) -> str:
     text = value.decode(codec, "replace")
     return html.unescape(text) if "&" in text else text
+
+
+def nesting_depth(payload: bytes) -> int:
+    """Approximate element depth from the tag stream (void and implicitly closed tags ignored)."""
+    depth = deepest = 0
+    for close, name in _TAG.findall(payload):
+        name = name.lower()
+        if name in _FLAT:
+            continue
+        if close:
+            depth = depth - 1 if depth else 0
+        else:
+            depth += 1
+            deepest = max(deepest, depth)
+    return deepest
 
 
 def visible_text(payload: bytes, charset: str) -> str:

@@ -14,7 +14,7 @@ GBK_PAGE = "<html><body><p>欢迎光临本店，全场商品包邮。</p><img sr
 
 def pairs(html: str | bytes, page_url: str = PAGE_URL, http_charset: str | None = "utf-8") -> list[tuple[str, str]]:
     payload = html.encode() if isinstance(html, str) else html
-    return pagehtml.images(payload, page_url, http_charset, 2)[0]
+    return pagehtml.images(payload, page_url, http_charset, 2, 1000)[0]
 
 
 @pytest.mark.parametrize("payload,header,expected", [
@@ -30,7 +30,7 @@ def pairs(html: str | bytes, page_url: str = PAGE_URL, http_charset: str | None 
     (GBK_PAGE.encode("utf-16"), None, "utf-16"),  # BOM of a page that is not ASCII-compatible: rescanned
 ])
 def test_charset(payload, header, expected):
-    found, charset = pagehtml.images(payload, PAGE_URL, header, 2)
+    found, charset = pagehtml.images(payload, PAGE_URL, header, 2, 1000)
     assert charset == expected
     if expected != "big5hkscs":  # Big5 lacks the simplified characters; the rest must read back exactly
         assert found == [("http://www.shop.test/dir/a.jpg", "纯棉短袖T恤")]
@@ -68,6 +68,7 @@ def test_image_source(attrs, expected):
     ("<IMG SRC=a.jpg ALT=连衣裙>", [("a.jpg", "连衣裙")]),
     ("<img alt='单引号 说明' src='a.jpg'/>", [("a.jpg", "单引号 说明")]),
     ('<img\nsrc = "a.jpg"\talt =\n"换行\n  分隔">', [("a.jpg", "换行 分隔")]),
+    ('<img src=a.jpg alt=" 首尾　空格  和\xa0不换行 ">', [("a.jpg", "首尾 空格 和 不换行")]),
     ('<img src="a.jpg?x=1&amp;y=2" alt="鱼&amp;熊掌 &#x4e2d;&quot;">', [("a.jpg?x=1&y=2", '鱼&熊掌 中"')]),
     ('<img alt="a > b 的比较" src="a.jpg">', [("a.jpg", "a > b 的比较")]),
     ('<img alt="第一个" alt="第二个" src="a.jpg" src="b.jpg">', [("a.jpg", "第一个")]),
@@ -115,7 +116,7 @@ def test_gbk_urls_and_alts_decode_with_the_page_charset():
 ])
 def test_hostile_pages_scan_in_linear_time(hostile):
     started = time.process_time()
-    pagehtml.images(hostile, PAGE_URL, "utf-8", 2)
+    pagehtml.images(hostile, PAGE_URL, "utf-8", 2, 1000)
     assert time.process_time() - started < 2
 
 
@@ -130,6 +131,6 @@ def test_undeclared_charset_is_detected_from_many_alts(codec, expected):
     alts = ["繁體中文圖片說明第一張", "臺灣夜市小吃與街景照片", "高雄港口的夕陽與船隻", "傳統茶館裡的老師傅泡茶"]
     body = "".join(f'<img src="{i}.jpg" alt="{alts[i % 4]}{i}">' for i in range(16))  # > 256 bytes of alts
     payload = f"<html><body>{body}</body></html>".encode(codec)
-    found, charset = pagehtml.images(payload, PAGE_URL, None, 2)
+    found, charset = pagehtml.images(payload, PAGE_URL, None, 2, 1000)
     assert charset == expected
     assert found[0] == ("http://www.shop.test/dir/0.jpg", "繁體中文圖片說明第一張0")

@@ -52,11 +52,6 @@ _HTML_TYPES = ("text/html", "application/xhtml+xml")
 _CLD2 = re.compile(rb"^languages-cld2:\s*(.+?)\s*$", re.M)
 _BATCH_ROWS = 8192
 _PAGE_COLUMNS = ("page_url", "page_language", "charset", "warc_filename", "warc_record_offset", "warc_record_length")
-_DEPTH_CHECK_TAGS = 5  # pages with more than max_html_depth * this many "<" get a nesting scan
-_TAG = re.compile(rb"<(/?)([a-zA-Z][a-zA-Z0-9]{0,15})")
-# Elements that never hold children or are closed implicitly by a sibling: they add no depth.
-_FLAT = {b"area", b"base", b"br", b"col", b"embed", b"hr", b"img", b"input", b"link", b"meta", b"source", b"track",
-         b"wbr", b"param", b"p", b"li", b"td", b"th", b"tr", b"option", b"dt", b"dd"}
 
 
 @dataclass
@@ -295,28 +290,14 @@ def dechunk(data: bytes) -> bytes:
 
 # ---- page -> pairs ---------------------------------------------------------------------
 
-def nesting_depth(payload: bytes) -> int:
-    """Approximate element depth from the tag stream (void and implicitly closed tags ignored)."""
-    depth = deepest = 0
-    for close, name in _TAG.findall(payload):
-        name = name.lower()
-        if name in _FLAT:
-            continue
-        if close:
-            depth = depth - 1 if depth else 0
-        else:
-            depth += 1
-            deepest = max(deepest, depth)
-    return deepest
-
-
 def page_pairs(page: Page, cfg: ExtractConfig, stats: StageStats) -> tuple[list[tuple[str, str]], str, str]:
     """(image URL, alt) of every distinct captioned <img>, the page's charset and its language."""
     payload = page.payload
-    if payload.count(b"<") > cfg.max_html_depth * _DEPTH_CHECK_TAGS and nesting_depth(payload) > cfg.max_html_depth:
+    try:
+        pairs, charset = pagehtml.images(payload, page.url, page.http_charset, cfg.min_img_side_px, cfg.max_html_depth)
+    except pagehtml.TooDeep:
         stats.error(HTML_TOO_DEEP)
         return [], "", ""
-    pairs, charset = pagehtml.images(payload, page.url, page.http_charset, cfg.min_img_side_px)
     if not pairs:
         return [], charset, page.language
     language = page.language or own_language(payload, charset, pairs)
@@ -349,23 +330,20 @@ class Judge:
     def reasons(self, urls: list[str], alts: list[str], page_reasons: list[str]) -> list[str]:
         """The drop reason of each (image URL, alt) of a batch, given its page's: one check at a time."""
         reasons = list(page_reasons)
-        for i, reason in enumerate(reasons):
-            if not reason:
-                reasons[i] = self.length(urls[i], alts[i])
+        blocked, fewest, most = self.blocked, self.min_words, self.max_words
+        for i, reason in enumerate(reasons):  # the image's domain, then the caption's length in words
+            if reason:
+                continue
+            if blocked and _blocked(urls[i], blocked):
+                reasons[i] = DOMAIN_BLACKLISTED
+                continue
+            # Every word is one character at least: a caption shorter than min_words is short without segmenting.
+            words = len(alts[i])
+            words = words if words < fewest else word_count(alts[i])
+            reasons[i] = CAPTION_TOO_SHORT if words < fewest else CAPTION_TOO_LONG if words > most else KEPT
         for i in self.unsafe([i for i, reason in enumerate(reasons) if not reason], alts):
             reasons[i] = CAPTION_UNSAFE
         return reasons
-
-    def length(self, url: str, alt: str) -> str:
-        """The image's domain, then the caption's length in words."""
-        if self.blocked and _blocked(url, self.blocked):
-            return DOMAIN_BLACKLISTED
-        # Every word is one character at least: a caption shorter than min_words is short without segmenting.
-        words = len(alt)
-        words = words if words < self.min_words else word_count(alt)
-        if words < self.min_words:
-            return CAPTION_TOO_SHORT
-        return CAPTION_TOO_LONG if words > self.max_words else KEPT
 
     def unsafe(self, rows: list[int], alts: list[str]) -> set[int]:
         """Those of rows whose caption the keyword floor or the configured classifier flags."""
