@@ -126,11 +126,19 @@ def test_visible_text_drops_markup_scripts_and_comments():
     assert pagehtml.visible_text(html, "utf-8").split() == ["T", "中文"]
 
 
+@pytest.mark.parametrize("language", ["", "zho,eng"])  # labelled Chinese: only Chinese encodings are candidates
 @pytest.mark.parametrize("codec,expected", [("gbk", "gb18030"), ("big5", "big5hkscs")])
-def test_undeclared_charset_is_detected_from_many_alts(codec, expected):
+def test_undeclared_charset_is_detected_from_many_alts(codec, expected, language):
     alts = ["繁體中文圖片說明第一張", "臺灣夜市小吃與街景照片", "高雄港口的夕陽與船隻", "傳統茶館裡的老師傅泡茶"]
     body = "".join(f'<img src="{i}.jpg" alt="{alts[i % 4]}{i}">' for i in range(16))  # > 256 bytes of alts
     payload = f"<html><body>{body}</body></html>".encode(codec)
-    found, charset = pagehtml.images(payload, PAGE_URL, None, 2, 1000)
+    found, charset = pagehtml.images(payload, PAGE_URL, None, 2, 1000, language)
     assert charset == expected
     assert found[0] == ("http://www.shop.test/dir/0.jpg", "繁體中文圖片說明第一張0")
+
+
+def test_pages_not_labelled_chinese_are_detected_among_all_encodings():
+    alts = ["Фотография товара в магазине", "Красивый вид на город", "Новая коллекция одежды"]
+    body = "".join(f'<img src="{i}.jpg" alt="{alts[i % 3]} {i}">' for i in range(12))
+    found, charset = pagehtml.images(body.encode("cp1251"), PAGE_URL, None, 2, 1000, "rus")
+    assert charset == "cp1251" and found[0][1] == "Фотография товара в магазине 0"

@@ -294,7 +294,8 @@ def page_pairs(page: Page, cfg: ExtractConfig, stats: StageStats) -> tuple[list[
     """(image URL, alt) of every distinct captioned <img>, the page's charset and its language."""
     payload = page.payload
     try:
-        pairs, charset = pagehtml.images(payload, page.url, page.http_charset, cfg.min_img_side_px, cfg.max_html_depth)
+        pairs, charset = pagehtml.images(payload, page.url, page.http_charset, cfg.min_img_side_px, cfg.max_html_depth,
+                                         page.language)
     except pagehtml.TooDeep:
         stats.error(HTML_TOO_DEEP)
         return [], "", ""
