@@ -15,7 +15,7 @@ from html import unescape
 from urllib.parse import urljoin
 
 from cpython.unicode cimport Py_UNICODE_ISSPACE, PyUnicode_Decode
-from libc.string cimport memchr
+from libc.string cimport memchr, strlen
 
 cdef extern from "Python.h":
     double PyOS_string_to_double(const char *s, char **endptr, void *overflow_exception) except? -1.0
@@ -24,8 +24,6 @@ cdef enum:
     MAX_TAG_BYTES = 16_384
 
 # The attributes read, by index into a tag's value table. Lazy-loading ones come first, in priority order.
-cdef tuple _NAMES = (b"data-src", b"data-original", b"data-lazy-src", b"data-lazyload", b"data-echo",
-                     b"srcset", b"data-srcset", b"src", b"alt", b"width", b"height", b"href")
 cdef enum:
     N_LAZY = 5
     SRCSET = 5
@@ -36,13 +34,17 @@ cdef enum:
     HEIGHT = 10
     HREF = 11
     N_ATTRS = 12
+cdef const char *_NAMES[N_ATTRS]
+_NAMES[:] = [b"data-src", b"data-original", b"data-lazy-src", b"data-lazyload", b"data-echo",
+             b"srcset", b"data-srcset", b"src", b"alt", b"width", b"height", b"href"]
 
 # Markup the scan stops at: <img>, <base>, and raw-text elements, which are skipped to their end tag.
 cdef enum:
     TAG_IMG = 0
     TAG_BASE = 1
-cdef tuple _TAGS = (b"img", b"base", b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed",
-                    b"noframes")
+    N_TAGS = 10
+cdef const char *_TAGS[N_TAGS]
+_TAGS[:] = [b"img", b"base", b"script", b"style", b"textarea", b"title", b"xmp", b"iframe", b"noembed", b"noframes"]
 
 
 cdef inline bint _space(unsigned char c) noexcept nogil:
@@ -54,16 +56,13 @@ cdef inline unsigned char _lower(unsigned char c) noexcept nogil:
     return c + 32 if 65 <= c <= 90 else c
 
 
-cdef bint _equals_lower(const unsigned char *s, Py_ssize_t n, bytes word) noexcept:
+cdef bint _equals_lower(const unsigned char *s, Py_ssize_t n, const char *word) noexcept nogil:
     """s[:n], ASCII-lower-cased, equals the lower-case word."""
-    cdef const unsigned char *w = word
     cdef Py_ssize_t i
-    if n != len(word):
-        return False
     for i in range(n):
-        if _lower(s[i]) != w[i]:
+        if _lower(s[i]) != <unsigned char> word[i]:  # word's NUL ends a shorter word here
             return False
-    return True
+    return word[n] == 0
 
 
 cdef Py_ssize_t _find_comment_end(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n) noexcept:
@@ -79,9 +78,9 @@ cdef Py_ssize_t _find_comment_end(const unsigned char *buf, Py_ssize_t pos, Py_s
     return -1
 
 
-cdef Py_ssize_t _find_end_tag(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, bytes name) noexcept:
+cdef Py_ssize_t _find_end_tag(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, const char *name) noexcept:
     """End (past the name) of the first '</name' followed by whitespace, '/' or '>', or -1."""
-    cdef Py_ssize_t k = len(name)
+    cdef Py_ssize_t k = strlen(name)
     cdef const unsigned char *hit
     while pos + 2 + k < n:
         hit = <const unsigned char *> memchr(buf + pos, 60, n - pos)  # '<'
@@ -102,8 +101,8 @@ cdef int _tag_kind(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n) noexc
         end += 1
     if end >= n or not (_space(buf[end]) or buf[end] == 47 or buf[end] == 62):
         return -1
-    for i in range(len(_TAGS)):
-        if _equals_lower(buf + pos, end - pos, <bytes> _TAGS[i]):
+    for i in range(N_TAGS):
+        if _equals_lower(buf + pos, end - pos, _TAGS[i]):
             return i
     return -1
 
@@ -113,7 +112,7 @@ cdef int _attr_index(const unsigned char *s, Py_ssize_t n) noexcept:
     if n < 3 or n > 13:
         return -1
     for i in range(N_ATTRS):
-        if _equals_lower(s, n, <bytes> _NAMES[i]):
+        if _equals_lower(s, n, _NAMES[i]):
             return i
     return -1
 
@@ -331,7 +330,7 @@ def captioned_images(bytes payload, long min_side_px):
         kind = _tag_kind(buf, pos, n)
         if kind < 0:
             continue
-        pos += len(<bytes> _TAGS[kind])
+        pos += strlen(_TAGS[kind])
         for i in range(N_ATTRS):
             start[i] = end[i] = -1
         tag_end = _attributes(buf, pos, min(n, pos + MAX_TAG_BYTES), start, end)
@@ -365,7 +364,7 @@ def captioned_images(bytes payload, long min_side_px):
                 if e > s:
                     base = payload[s:e]
         else:  # raw text: no markup until its end tag
-            close = _find_end_tag(buf, pos, n, <bytes> _TAGS[kind])
+            close = _find_end_tag(buf, pos, n, _TAGS[kind])
             if close < 0:
                 break
             pos = close

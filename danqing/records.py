@@ -25,8 +25,18 @@ KEPT = ""  # drop_reason of a kept row
 
 def sample_id(warc_filename: str, offset: int, url: str, alt_text: str) -> str:
     """Stable id: the same WARC record, image and alt give the same id on every rerun."""
-    key = f"{warc_filename}\t{offset}\t{url}\t{alt_text}".encode()
-    return hashlib.sha1(key).hexdigest()[:16]
+    return sample_ids(warc_filename, offset, [url], [alt_text])[0]
+
+
+def sample_ids(warc_filename: str, offset: int, urls: list[str], alt_texts: list[str]) -> list[str]:
+    """sample_id of each (url, alt) of one WARC record: SHA-1 of "file<TAB>offset<TAB>url<TAB>alt", 16 hex digits."""
+    record = hashlib.sha1(f"{warc_filename}\t{offset}\t".encode())  # hashed once per record, copied per pair
+    ids = []
+    for url, alt_text in zip(urls, alt_texts, strict=True):
+        h = record.copy()
+        h.update(f"{url}\t{alt_text}".encode())
+        ids.append(h.hexdigest()[:16])
+    return ids
 
 
 def kept(table: pa.Table) -> pa.Table:

@@ -25,7 +25,7 @@ import pyarrow as pa
 
 from danqing import pagehtml, warcsource
 from danqing.config import ExtractConfig
-from danqing.records import KEPT, PAIR_SCHEMA, sample_id
+from danqing.records import KEPT, PAIR_SCHEMA, sample_ids
 from danqing.shard import ShardJob
 from danqing.stages.plan import shard_languages
 from danqing.stats import StageStats
@@ -120,7 +120,7 @@ class _Rows:
         """The rows gathered so far as one record batch; then starts afresh."""
         ids, start = [], 0
         for (_, _, _, name, offset, _), n in zip(self.pages, self.sizes, strict=True):
-            ids += [sample_id(name, offset, self.urls[i], self.alts[i]) for i in range(start, start + n)]
+            ids += sample_ids(name, offset, self.urls[start:start + n], self.alts[start:start + n])
             start += n
         columns = {"id": pa.array(ids, pa.string()), "url": pa.array(self.urls, pa.string()),
                    "alt_text": pa.array(self.alts, pa.string()),
