@@ -401,6 +401,8 @@ def decoded_pairs(list found, str codec, str base_url):
     cdef set seen = set()
     cdef list pairs = []
     cdef bytes src, alt
+    cdef str text, url
+    cdef tuple key
     cdef Py_ssize_t hash
     for src, alt in found:
         text = _collapse_spaces(_text(alt, c_codec))
