@@ -176,6 +176,16 @@ def test_check(row, reason):
     assert extract.check(row, ExtractConfig(domain_blacklist=["spam.test"])) == reason
 
 
+def test_a_batch_is_judged_caption_by_caption():
+    judge = extract.Judge(ExtractConfig())
+    # 'İ' lower-cases to two characters: the keyword hit in the next caption must still land on it.
+    alts = ["İ" * 30 + "产品图片说明文字", "真人荷官在线发牌娱乐", "北欧风格实木餐桌椅组合家用小户型", "首页",
+            "网上 赌场 注册 即送 彩金"]
+    urls = [f"http://img.test/{i}.jpg" for i in range(len(alts))]
+    assert judge.reasons(urls, alts, ["", "", "", "", extract.PAGE_NOT_CHINESE]) == [
+        "", extract.CAPTION_UNSAFE, "", extract.CAPTION_TOO_SHORT, extract.PAGE_NOT_CHINESE]
+
+
 def test_safety_classifier_hook():
     cfg = ExtractConfig(safety_classifier="test_extract:_flags_tea")
     assert extract.check(_row("夏季新款纯棉短袖T恤男士宽松圆领上衣"), cfg) is None

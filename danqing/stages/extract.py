@@ -349,9 +349,13 @@ class Judge:
     def unsafe(self, rows: list[int], alts: list[str]) -> set[int]:
         """Those of rows whose caption the keyword floor or the configured classifier flags."""
         # One search over the captions joined by a character no keyword holds, then back to rows by offset.
-        lowered = [alts[i].lower() for i in rows]
-        ends = list(accumulate(len(text) + 1 for text in lowered))
-        flagged = {rows[bisect_right(ends, hit.start())] for hit in self.keywords.finditer("\0".join(lowered))}
+        captions = [alts[i] for i in rows]
+        text = "\0".join(captions).lower()
+        if len(text) != len(captions) + sum(map(len, captions)) - 1:  # lower() lengthened a letter: per caption
+            captions = [caption.lower() for caption in captions]
+            text = "\0".join(captions)
+        ends = list(accumulate(len(caption) + 1 for caption in captions))
+        flagged = {rows[bisect_right(ends, hit.start())] for hit in self.keywords.finditer(text)}
         if self.classifier:
             flagged.update(i for i in rows if i not in flagged and self.classifier(alts[i]))
         return flagged
