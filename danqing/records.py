@@ -21,6 +21,8 @@ PAIR_SCHEMA = pa.schema([
 ])
 
 KEPT = ""  # drop_reason of a kept row
+# Columns with a value of their own on (nearly) every row: Parquet dictionary encoding only costs time there.
+ROW_UNIQUE_COLUMNS = frozenset({"id", "url", "alt_text"})
 
 
 def sample_id(warc_filename: str, offset: int, url: str, alt_text: str) -> str:

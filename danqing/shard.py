@@ -17,7 +17,7 @@ import pyarrow.parquet as pq
 
 from danqing import __version__, io, lineage, paths
 from danqing.config import PipelineConfig
-from danqing.records import kept
+from danqing.records import ROW_UNIQUE_COLUMNS, kept
 from danqing.stats import StageStats
 
 
@@ -110,7 +110,9 @@ def _run(job: ShardJob, process: Process) -> StageStats:
     if isinstance(rows, pa.Table):
         rows = pa.RecordBatchReader.from_batches(rows.schema, rows.to_batches())
     so = job.cfg.storage_options
-    with io.atomic_write(job.out, storage_options=so) as f, pq.ParquetWriter(f, rows.schema, compression="zstd") as w:
+    dictionary = [name for name in rows.schema.names if name not in ROW_UNIQUE_COLUMNS]
+    with (io.atomic_write(job.out, storage_options=so) as f,
+          pq.ParquetWriter(f, rows.schema, compression="zstd", use_dictionary=dictionary) as w):
         for batch in rows:  # a streaming stage does its work here, batch by batch
             for reason in pc.value_counts(batch.column("drop_reason")).to_pylist():
                 stats.count(reason["values"] or None, reason["counts"])
