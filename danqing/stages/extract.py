@@ -49,7 +49,7 @@ HTML_TOO_LARGE = "html_too_large"
 HTML_TOO_DEEP = "html_too_deep"
 
 _HTML_TYPES = ("text/html", "application/xhtml+xml")
-_CLD2 = re.compile(rb"^languages-cld2:\s*(.+?)\s*$", re.M)
+_CLD2 = re.compile(rb"^languages-cld2:[ \t]*([^\r\n]*)", re.M)  # the JSON, as json.loads takes it
 _BATCH_ROWS = 8192
 _PAGE_COLUMNS = ("page_url", "page_language", "charset", "warc_filename", "warc_record_offset", "warc_record_length")
 
