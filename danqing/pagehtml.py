@@ -83,16 +83,26 @@ def page_charset(payload: bytes, http_charset: str | None, evidence: bytes, lang
     if not _HIGH_BYTES.search(evidence):  # ASCII reads the same in every ASCII-compatible charset
         return declared[0] if declared else "utf-8"
     for codec in declared + ([] if "utf-8" in declared else ["utf-8"]):
-        try:
-            evidence.decode(codec)
+        if _decodes(evidence, codec):
             return codec
-        except UnicodeDecodeError:
-            pass
     if declared:
         return declared[0]
+    chinese = language.startswith("zho")
+    if chinese:  # GBK bytes seldom read as Big5: when only one Chinese codec reads them, no guess is needed
+        readable = [codec for codec in _CHINESE_CODECS if _decodes(evidence, codec)]
+        if len(readable) == 1:
+            return readable[0]
     # Detection judges the evidence itself when there is enough of it: a few alts cost a fifth of a page.
     sample = evidence if len(evidence) >= _DETECT_MIN_EVIDENCE else payload
-    return detect_charset(sample, _CHINESE_CODECS if language.startswith("zho") else None)
+    return detect_charset(sample, _CHINESE_CODECS if chinese else None)
+
+
+def _decodes(data: bytes, codec: str) -> bool:
+    try:
+        data.decode(codec)
+    except UnicodeDecodeError:
+        return False
+    return True
 
 
 def detect_charset(payload: bytes, candidates: list[str] | None = None) -> str:
