@@ -17,6 +17,7 @@ from __future__ import annotations
 import codecs
 import html
 import re
+from functools import lru_cache
 from urllib.parse import urljoin
 
 try:
@@ -54,6 +55,7 @@ class TooDeep(ValueError):
 
 # ---- charset --------------------------------------------------------------------------------
 
+@lru_cache(maxsize=256)  # a crawl uses a few dozen labels
 def normalize_charset(label: str | bytes | None) -> str | None:
     """The Python codec for a declared charset label, or None when unknown."""
     if not label:
@@ -77,10 +79,13 @@ def page_charset(payload: bytes, http_charset: str | None, evidence: bytes, lang
     """
     if payload.startswith(codecs.BOM_UTF8):
         return "utf-8"
+    header = normalize_charset(http_charset)
+    ascii_only = not _HIGH_BYTES.search(evidence)  # ASCII reads the same in every ASCII-compatible charset
+    if header and (ascii_only or _decodes(evidence, header)):
+        return header  # the common case: no need to look for <meta>
     meta = _META_CHARSET.search(payload, 0, 4096)
-    labels = (http_charset, meta and meta.group(1))
-    declared = list(dict.fromkeys(c for c in map(normalize_charset, labels) if c))
-    if not _HIGH_BYTES.search(evidence):  # ASCII reads the same in every ASCII-compatible charset
+    declared = list(dict.fromkeys(c for c in (header, normalize_charset(meta and meta.group(1))) if c))
+    if ascii_only:
         return declared[0] if declared else "utf-8"
     for codec in declared + ([] if "utf-8" in declared else ["utf-8"]):
         if _decodes(evidence, codec):
