@@ -60,7 +60,7 @@ cdef bint _equals_lower(const unsigned char *s, Py_ssize_t n, const char *word) 
     """s[:n], ASCII-lower-cased, equals the lower-case word."""
     cdef Py_ssize_t i
     for i in range(n):
-        if _lower(s[i]) != <unsigned char> word[i]:  # word's NUL ends a shorter word here
+        if word[i] == 0 or _lower(s[i]) != <unsigned char> word[i]:  # a shorter word, or a different one
             return False
     return word[n] == 0
 
@@ -237,7 +237,8 @@ cdef bint _descriptor(const unsigned char *s, Py_ssize_t n, int *kind, double *v
 
 cdef bint _largest_candidate(const unsigned char *buf, Py_ssize_t s, Py_ssize_t e,
                              Py_ssize_t *best_s, Py_ssize_t *best_e):
-    """The srcset candidate with the largest w (else x) descriptor; False if none is usable."""
+    """The srcset candidate with the largest w (else x) descriptor; False if none is usable.
+    Candidates split at ASCII whitespace and commas, as the HTML standard parses srcset."""
     cdef Py_ssize_t pos = s, url, url_end, d, d_end
     cdef int kind = 0, best_kind = -1
     cdef double value, best_value = -1.0

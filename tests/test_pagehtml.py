@@ -73,6 +73,7 @@ def test_image_source(attrs, expected):
     ('<img alt="a > b 的比较" src="a.jpg">', [("a.jpg", "a > b 的比较")]),
     ('<img alt="第一个" alt="第二个" src="a.jpg" src="b.jpg">', [("a.jpg", "第一个")]),
     ('<img src=a.jpg alt=无引号的说明 width=300>', [("a.jpg", "无引号的说明")]),
+    ('<img src\x00=a.jpg sr\x00=b.jpg alt=名字里的空字节 src=c.jpg>', [("c.jpg", "名字里的空字节")]),
     # not images: no alt, empty alt, tracking pixels, data: URIs, non-http schemes, look-alike tags
     ('<img src="a.jpg"><img src="b.jpg" alt="  "><img src="c.jpg" alt>', []),
     ('<img src="p.gif" alt="追踪像素" width="1" height="1"><img src="q.gif" alt="追踪" height="1px">', []),
