@@ -1,7 +1,8 @@
 """Run one stage on one shard: skip if done, run, write atomically, stats, lineage.
 
 The stats file is written last and doubles as the done-marker, so a killed run leaves
-no marker and its rerun replaces whatever partial output it left.
+no marker and its rerun replaces whatever partial output it left. A stage's scratch (the
+download resume cache) outlives a failed run for its rerun and is removed once the marker is written.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ class ShardJob:
     shard: int
     inputs: list[str]
     side_outputs: list[str] = field(default_factory=list)
+    scratch_dirs: list[str] = field(default_factory=list)
     # The CLI writes where it is told; pipeline runs use the layout of paths.py.
     out_prefix: str | None = None
 
@@ -48,6 +50,13 @@ class ShardJob:
         uri = self._uri(suffix)
         if uri not in self.side_outputs:
             self.side_outputs.append(uri)
+        return uri
+
+    def scratch(self, suffix: str) -> str:
+        """URI of a folder kept across failed tries of this shard and removed once it is done."""
+        uri = self._uri(suffix)
+        if uri not in self.scratch_dirs:
+            self.scratch_dirs.append(uri)
         return uri
 
 
@@ -75,6 +84,7 @@ def run_shard(stage: str, crawl: str, shard: int, inputs: list[str], cfg: Pipeli
     outputs = {uri: io.checksum(uri, so) for uri in [job.out, *job.side_outputs]}
     io.write_json({"stats": stats.to_dict(), "config_hash": cfg.hash(), "inputs": job.inputs,
                    "outputs": outputs, "code_version": __version__}, marker, so)
+    _clear_scratch(job)
     _record(job, attempt, "done", stats, outputs)
     return _summary(job, stats)
 
@@ -87,6 +97,7 @@ def run_local(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConfi
     io.write_json({"stats": stats.to_dict(), "inputs": job.inputs, "outputs": [job.out, *job.side_outputs],
                    "config_hash": cfg.hash(), "code_version": __version__}, job._uri("_stats.json"),
                   cfg.storage_options)
+    _clear_scratch(job)
     return _summary(job, stats)
 
 
@@ -119,6 +130,12 @@ def _run(job: ShardJob, process: Process) -> StageStats:
             w.write_batch(batch)
     stats.seconds = time.monotonic() - started
     return stats
+
+
+def _clear_scratch(job: ShardJob) -> None:
+    """Called only after the shard is committed: a failure before that leaves the scratch for the rerun."""
+    for uri in job.scratch_dirs:
+        io.remove(uri, job.cfg.storage_options)
 
 
 def _summary(job: ShardJob, stats: StageStats, skipped: bool = False) -> dict:

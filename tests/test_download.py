@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
 import socket
 import subprocess
 import sys
@@ -16,9 +15,11 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
 from download_helpers import FaultServer
+from source_helpers import moto_s3, s3_options
 
 from danqing import io
 from danqing.config import DownloadConfig, PipelineConfig
+from danqing.cpus import usable_cpus
 from danqing.download import guard, robots
 from danqing.download.engine import loops, schedule
 from danqing.download.fetcher import _exception_reason
@@ -53,7 +54,7 @@ CASES = {
 }
 
 
-def make_cfg(root: Path, port: int, **download) -> PipelineConfig:
+def make_cfg(root: Path | str, port: int, **download) -> PipelineConfig:
     return PipelineConfig.from_overrides({
         "root": str(root),
         "download": {"host_overrides": {HOST: f"127.0.0.1:{port}", "meta.test": "169.254.169.254:80"},
@@ -76,7 +77,23 @@ def write_input(path: Path, urls: list[str]) -> str:
 
 def run(cfg: PipelineConfig, inp: str, out: Path) -> pa.Table:
     run_local("download", [inp], str(out / "00000"), cfg)
+    assert not (out / "00000_cache").exists()  # the shard is done: its resume cache is gone
     return pq.read_table(out / "00000.parquet")
+
+
+def run_failing_at_commit(cfg: PipelineConfig, inp: str, prefix: str) -> None:
+    """Fetch everything and write the parquet and the tar, then fail writing the stats (the commit)."""
+    def storage_down(*_args, **_kwargs):
+        raise OSError("storage down")
+
+    with pytest.MonkeyPatch.context() as m:
+        m.setattr(io, "write_json", storage_down)
+        with pytest.raises(OSError, match="storage down"):
+            run_local("download", [inp], prefix, cfg)
+
+
+def with_resume(cfg: PipelineConfig, mode: str) -> PipelineConfig:
+    return cfg.model_copy(update={"download": cfg.download.model_copy(update={"resume": mode})})
 
 
 @pytest.fixture
@@ -110,28 +127,34 @@ def test_every_fault_ends_in_its_status_and_a_rerun_fetches_only_transient_failu
     kept = sorted(r["id"] for r in table.to_pylist() if not r["drop_reason"])
     assert names == sorted(f"{k}.{ext}" for k in kept for ext in ("jpg", "json", "txt"))
 
+    # A run that fails at its commit keeps its cache; the rerun fetches only the transient failures.
+    run_failing_at_commit(cfg, inp, str(tmp_path / "again" / "00000"))
+    assert (tmp_path / "again" / "00000_cache").is_dir()
     before = server.hits.copy()
-    table2 = run(cfg, inp, tmp_path / "out")
+    table2 = run(cfg, inp, tmp_path / "again")
     new = server.hits - before
     transient = {p for p, (_, cls) in CASES.items() if cls == "transient" and p.startswith("/")}
     assert {p for p in new if p != "/robots.txt"} == transient
     assert table2.drop_columns(["attempts"]) == table.drop_columns(["attempts"])
-    assert (tmp_path / "out" / "00000.tar").read_bytes() == tar1
+    assert (tmp_path / "again" / "00000.tar").read_bytes() == tar1
 
 
 def test_resume_modes(tmp_path, server):
     urls = [f"http://{HOST}/gone.jpg", f"http://{HOST}/down/b.jpg", f"http://{HOST}/img/218517.jpg"]
     inp = write_input(tmp_path, urls)
     cfg = make_cfg(tmp_path / "data", server.port, retries=0)
-    run(cfg, inp, tmp_path / "out")
+    prefix = str(tmp_path / "out" / "00000")
+    run_failing_at_commit(cfg, inp, prefix)  # leaves all three results in the cache
     before = server.hits.copy()
-    run(cfg.model_copy(update={"download": cfg.download.model_copy(update={"resume": "failed"})}), inp,
-        tmp_path / "out")
+    run_failing_at_commit(with_resume(cfg, "failed"), inp, prefix)
     assert set(server.hits - before) - {"/robots.txt"} == {"/gone.jpg", "/down/b.jpg"}
     before = server.hits.copy()
-    run(cfg.model_copy(update={"download": cfg.download.model_copy(update={"resume": "off"})}), inp,
-        tmp_path / "out")
+    run_failing_at_commit(with_resume(cfg, "off"), inp, prefix)
     assert set(server.hits - before) - {"/robots.txt"} == {"/gone.jpg", "/down/b.jpg", "/img/218517.jpg"}
+    before = server.hits.copy()
+    table = run(cfg, inp, tmp_path / "out")  # transient, the default
+    assert set(server.hits - before) - {"/robots.txt"} == {"/down/b.jpg"}
+    assert table["drop_reason"].to_pylist() == ["download_not_found", "download_http_5xx", ""]
 
 
 def test_killed_run_resumes_without_refetching(tmp_path):
@@ -152,12 +175,12 @@ def test_killed_run_resumes_without_refetching(tmp_path):
         proc.kill()
         proc.wait()
         assert not (tmp_path / "out" / "00000.parquet").exists()
+        assert len(list(cache.glob("*.parquet"))) >= len(fast)  # the killed run left its cache
         before = server.hits.copy()
         server.slow_s = 0
-        table = run(cfg, inp, tmp_path / "out")
+        table = run(cfg, inp, tmp_path / "out")  # and the finished rerun removed it
         assert set(server.hits - before) == {"/slow.jpg"}
-        fresh = run(cfg.model_copy(update={"download": cfg.download.model_copy(update={"resume": "off"})}), inp,
-                    tmp_path / "fresh")
+        fresh = run(with_resume(cfg, "off"), inp, tmp_path / "fresh")
     assert table["drop_reason"].to_pylist() == [""] * len(urls)
     assert (tmp_path / "fresh" / "00000.tar").read_bytes() == (tmp_path / "out" / "00000.tar").read_bytes()
     assert fresh.drop_columns(["attempts"]) == table.drop_columns(["attempts"])
@@ -179,10 +202,32 @@ def test_a_shard_split_over_processes_gives_the_same_output_and_cache(tmp_path, 
     stats = {n: json.loads((tmp_path / f"p{n}" / "00000_stats.json").read_text())["stats"] for n in (1, 2)}
     assert stats[2]["errors"] == stats[1]["errors"] and stats[1]["errors"]["download_retry"] == 2
 
-    # The child wrote its results into the shard's cache: a rerun fetches only the transient failures.
+    # The child writes its results into the shard's cache: after a failed run, the rerun fetches only the
+    # transient failures.
+    cfg = make_cfg(tmp_path / "data", server.port, processes=2)
+    run_failing_at_commit(cfg, inp, str(tmp_path / "p2" / "00000"))
     before = server.hits.copy()
-    assert run(make_cfg(tmp_path / "data", server.port, processes=2), inp, tmp_path / "p2") == outputs[2]
+    assert run(cfg, inp, tmp_path / "p2") == outputs[2]
     assert set(server.hits - before) - {"/robots.txt"} == {"/down/x.jpg", "/down/y.jpg"}
+
+
+def test_the_cache_on_s3_stays_after_a_failed_run_and_goes_after_a_finished_one(tmp_path, server):
+    urls = [f"http://{HOST}/img/159500.jpg", f"http://{HOST}/down/s3.jpg"]
+    inp = write_input(tmp_path, urls)
+    with moto_s3("danqing") as (endpoint, client):
+        cfg = make_cfg("s3://danqing/data", server.port).model_copy(update={"storage_options": s3_options(endpoint)})
+
+        def keys() -> set[str]:
+            return {o["Key"] for o in client.list_objects_v2(Bucket="danqing").get("Contents", [])}
+
+        run_failing_at_commit(cfg, inp, "s3://danqing/out/00000")
+        assert any(k.startswith("out/00000_cache/") for k in keys())
+        before = server.hits.copy()
+        run_local("download", [inp], "s3://danqing/out/00000", cfg)
+        assert set(server.hits - before) - {"/robots.txt"} == {"/down/s3.jpg"}
+        assert keys() == {"out/00000.parquet", "out/00000.tar", "out/00000_stats.json"}
+        table = io.read_parquet("s3://danqing/out/00000.parquet", storage_options=cfg.storage_options)
+    assert table["drop_reason"].to_pylist() == ["", "download_http_5xx"]
 
 
 def test_a_child_that_fails_fails_the_shard():
@@ -197,7 +242,7 @@ def test_a_child_that_fails_fails_the_shard():
 
 def test_loops_per_shard():
     assert loops(DownloadConfig(), 10) == 1  # too small to pay for a child's start
-    assert loops(DownloadConfig(), 10**6) == (os.cpu_count() or 1)
+    assert loops(DownloadConfig(), 10**6) == usable_cpus()
     assert loops(DownloadConfig(processes=3), 2) == 2
 
 

@@ -2,6 +2,8 @@
 
 A killed run leaves its finished chunks; the rerun reads them and fetches only what is missing
 (or failed in a way the resume mode retries). Keyed by URL and by the decode settings fingerprint.
+The folder is the shard's scratch (ShardJob.scratch): deleted once the shard is done, so only a
+failed or killed run leaves it.
 """
 
 from __future__ import annotations

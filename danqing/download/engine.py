@@ -22,6 +22,7 @@ from collections.abc import Callable
 from urllib.parse import urlsplit
 
 from danqing.config import DownloadConfig
+from danqing.cpus import usable_cpus
 from danqing.download import decode as dec
 from danqing.download.cache import ResultCache
 from danqing.download.fetcher import Fetcher, error_class
@@ -47,7 +48,7 @@ def loops(d: DownloadConfig, n_urls: int) -> int:
     """How many event loops (processes) fetch a shard of n_urls."""
     if d.processes:
         return max(1, min(d.processes, n_urls))
-    return max(1, min(os.cpu_count() or 1, n_urls // MIN_URLS_PER_LOOP))
+    return max(1, min(usable_cpus(), n_urls // MIN_URLS_PER_LOOP))
 
 
 def schedule(urls: list[str]) -> list[str]:

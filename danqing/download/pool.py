@@ -9,6 +9,7 @@ import pickle
 import sys
 from concurrent.futures import ThreadPoolExecutor
 
+from danqing.cpus import usable_cpus
 from danqing.download import decode as dec
 from danqing.download.worker import HEADER
 
@@ -120,7 +121,7 @@ def _send(w: _Worker, data: bytes) -> None:
 
 
 async def open_pool(settings: dec.Settings, kind: str, workers: int):
-    workers = workers or os.cpu_count() or 1
+    workers = workers or usable_cpus()
     if kind == "thread":
         return ThreadPool(settings, workers)
     return await ProcessPool(settings, workers).start()

@@ -41,7 +41,8 @@ def process(job: ShardJob, stats: StageStats) -> pa.Table:
     cfg = job.cfg
     rows = kept_rows(job.inputs[0], cfg)
     settings = dec.Settings.of(cfg)
-    cache = ResultCache(job.out.removesuffix(".parquet") + "_cache", settings.fingerprint(), cfg.storage_options)
+    # Removed by shard.py once the parquet, the tar and the stats are written: only a failed run leaves it.
+    cache = ResultCache(job.scratch("_cache"), settings.fingerprint(), cfg.storage_options)
     cached = cache.load() if cfg.download.resume != "off" else {}
     urls = [u or "" for u in rows["url"].to_pylist()]
     distinct = set(urls)
