@@ -65,6 +65,27 @@ def test_killed_run_leaves_no_marker_and_rerun_replaces(cfg):
     assert io.read_parquet(paths.shard_uri(cfg.root, "c", "download", 1)).num_rows == 10
 
 
+def test_scratch_survives_a_failed_run_and_goes_once_the_shard_is_done(cfg, monkeypatch):
+    scratch = Path(paths.shard_uri(cfg.root, "c", "download", 2, "_cache"))
+
+    def with_scratch(job, stats):
+        with io.atomic_write(job.scratch("_cache") + "/part.bin") as f:
+            f.write(b"fetched")
+        return _keep_even(job, stats)
+
+    def storage_down(*_args, **_kwargs):
+        raise OSError("storage down")
+
+    with monkeypatch.context() as m:
+        m.setattr(io, "write_json", storage_down)  # fails at the marker, the last write of the run
+        with pytest.raises(OSError, match="storage down"):
+            run_shard("download", "c", 2, ["a"], cfg, process=with_scratch)
+    assert (scratch / "part.bin").exists()
+    run_shard("download", "c", 2, ["a"], cfg, process=with_scratch)
+    assert not scratch.exists()
+    assert io.read_parquet(paths.shard_uri(cfg.root, "c", "download", 2)).num_rows == 10
+
+
 def test_stage_time_is_counted_for_tables_and_streams(cfg):
     def slow_table(job, stats):
         time.sleep(0.2)
