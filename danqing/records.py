@@ -20,6 +20,10 @@ PAIR_SCHEMA = pa.schema([
     ("drop_reason", pa.string()),
 ])
 
+# Where a row's image lies in its download shard's tar: the offset of the member's data and its size,
+# null where the row has no image. Written by the download stage, read by scoring.
+IMAGE_SPAN_COLUMNS = [("tar_offset", pa.int64()), ("tar_size", pa.int64())]
+
 KEPT = ""  # drop_reason of a kept row
 # Columns with a value of their own on (nearly) every row: Parquet dictionary encoding only costs time there.
 ROW_UNIQUE_COLUMNS = frozenset({"id", "url", "alt_text"})

@@ -1,9 +1,9 @@
 """Scoring throughput: images/s end to end against the model's forward pass alone, and their ratio
 (target >= 0.8: the model never waits).
 
-End to end is the score stage on one download shard: read the parquet, scan the tar's headers,
-read and decode JPEGs and preprocess them in DataLoader workers, tokenize there, run the model,
-score NSFW, write the parquet and the embeddings. Forward alone is the same loaded model, batch
+End to end is the score stage on one download shard: read the parquet (each image's offset in
+the tar), read and decode JPEGs and preprocess them in DataLoader workers, tokenize there, run the
+model, score NSFW, write the parquet and the embeddings. Forward alone is the same loaded model, batch
 size and dtype on synthetic tensors, all threads to itself. Both run in this process on one device.
 
 Usage: .venv/bin/python scripts/bench_score.py [--n N] [--model ViT-B-32] [--batch-size 64] [--workers 2]
@@ -46,8 +46,10 @@ def write_shard(cfg: PipelineConfig, shard: int, n: int) -> str:
         rows.append({**meta, "id": key})
         members += [(f"{key}.jpg", data), (f"{key}.txt", meta["caption"].encode())]
     uri = paths.shard_uri(cfg.root, "bench", "download", shard)
+    spans = tario.write_tar(uri.removesuffix(".parquet") + ".tar", members)
+    for r in rows:  # the image spans the download stage records
+        r["tar_offset"], r["tar_size"] = spans[f"{r['id']}.jpg"]
     io.write_parquet(rows, uri)
-    tario.write_tar(uri.removesuffix(".parquet") + ".tar", members)
     return uri
 
 

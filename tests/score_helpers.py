@@ -57,6 +57,8 @@ def write_download_shard(cfg, crawl: str, shard: int, pairs: list[tuple[str, str
         members += [(f"{key}.jpg", b"not a jpeg" if key in corrupt else data), (f"{key}.txt", caption.encode()),
                     (f"{key}.json", json.dumps(r, ensure_ascii=False).encode())]
     uri = paths.shard_uri(cfg.root, crawl, "download", shard)
+    spans = tario.write_tar(uri.removesuffix(".parquet") + ".tar", members)
+    for r in rows:  # where the download stage records each image's bytes
+        r["tar_offset"], r["tar_size"] = spans.get(f"{r['id']}.jpg", (None, None))
     dio.write_parquet(rows, uri)
-    tario.write_tar(uri.removesuffix(".parquet") + ".tar", members)
     return uri

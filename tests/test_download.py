@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import socket
 import subprocess
@@ -81,6 +82,20 @@ def run(cfg: PipelineConfig, inp: str, out: Path) -> pa.Table:
     return pq.read_table(out / "00000.parquet")
 
 
+def assert_image_spans(table: pa.Table, tar_path: Path) -> None:
+    """tar_offset/tar_size give each kept row's image bytes in the tar (its stored JPEG), and are null elsewhere."""
+    assert table.schema.field("tar_offset").type == table.schema.field("tar_size").type == pa.int64()
+    data = tar_path.read_bytes()
+    with tarfile.open(tar_path) as tar:
+        for r in table.to_pylist():
+            if r["drop_reason"]:
+                assert r["tar_offset"] is None and r["tar_size"] is None
+                continue
+            image = data[r["tar_offset"]:r["tar_offset"] + r["tar_size"]]
+            assert image == tar.extractfile(f"{r['id']}.jpg").read()
+            assert hashlib.sha256(image).hexdigest() == r["sha256"]
+
+
 def run_failing_at_commit(cfg: PipelineConfig, inp: str, prefix: str) -> None:
     """Fetch everything and write the parquet and the tar, then fail writing the stats (the commit)."""
     def storage_down(*_args, **_kwargs):
@@ -126,6 +141,7 @@ def test_every_fault_ends_in_its_status_and_a_rerun_fetches_only_transient_failu
         assert {m.mtime for m in tar.getmembers()} == {0}
     kept = sorted(r["id"] for r in table.to_pylist() if not r["drop_reason"])
     assert names == sorted(f"{k}.{ext}" for k in kept for ext in ("jpg", "json", "txt"))
+    assert_image_spans(table, tmp_path / "out" / "00000.tar")
 
     # A run that fails at its commit keeps its cache; the rerun fetches only the transient failures.
     run_failing_at_commit(cfg, inp, str(tmp_path / "again" / "00000"))
@@ -254,6 +270,7 @@ def test_process_pool_and_shared_urls(tmp_path, server):
     assert table["drop_reason"].to_pylist() == ["", "", ""]
     assert server.hits["/img/185765.jpg"] == 1  # fetched once for both rows
     assert table["stored_height"].to_pylist()[2] == 128 and table["stored_width"].to_pylist()[2] == 187
+    assert_image_spans(table, tmp_path / "out" / "00000.tar")  # rows sharing a URL: a member each
 
 
 def test_loopback_refused_unless_allowed_and_breaker_trips(tmp_path, server):

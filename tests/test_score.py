@@ -1,5 +1,5 @@
 """Scoring: the drop table, a real shard through the tiny open_clip model, determinism, NSFW floor,
-and the input path: tar header scan, scaled JPEG decode, uint8 pixels, thread sharing."""
+and the input path: image offsets from the download parquet, scaled JPEG decode, uint8 pixels, thread sharing."""
 
 from __future__ import annotations
 
@@ -91,6 +91,13 @@ def test_empty_shard(cfg):
     summary = run_shard("score", "c", 0, [uri], cfg)
     assert (summary["total"], summary["kept"]) == (0, 0)
     assert _load(summary["uri"].removesuffix(".parquet") + "_img.npy").shape == (0, 64)
+
+
+def test_a_download_shard_without_image_offsets_asks_for_a_rerun(cfg):
+    uri = write_download_shard(cfg, "c", 0, _pairs(3))
+    io.write_parquet(io.read_parquet(uri).drop_columns(["tar_offset", "tar_size"]), uri)  # an older download stage
+    with pytest.raises(ValueError, match=r"no tar_offset/tar_size columns.*Rerun the download.*00000_stats\.json"):
+        run_shard("score", "c", 0, [uri], cfg)
 
 
 def test_xcom_file(tmp_path):

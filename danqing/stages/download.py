@@ -18,12 +18,14 @@ from danqing import tario
 from danqing.download import decode as dec
 from danqing.download import engine
 from danqing.download.cache import ResultCache
+from danqing.records import IMAGE_SPAN_COLUMNS
 from danqing.shard import ShardJob, kept_rows, with_reasons
 from danqing.stats import StageStats
 
 DOWNLOAD_DUPLICATE_ID = "download_duplicate_id"
 
-# Columns this stage adds, in order (img2dataset's names where they exist).
+# Columns this stage adds, in order (img2dataset's names where they exist), then IMAGE_SPAN_COLUMNS:
+# where each row's image lies in the tar, known only once it is written (so not in its .json).
 COLUMNS = [
     ("status", pa.string()), ("error_class", pa.string()), ("http_status", pa.int32()),
     ("attempts", pa.int32()), ("bytes", pa.int64()), ("format", pa.string()),
@@ -67,9 +69,14 @@ def process(job: ShardJob, stats: StageStats) -> pa.Table:
         extra["status"][-1] = _status(r["reason"])
         if not reason:
             members += _members(rec, r)
-    tario.write_tar(job.side(".tar"), sorted(members), cfg.storage_options)
-    table = rows.drop_columns([name for name, _ in COLUMNS if name in rows.column_names])
-    for name, typ in COLUMNS:
+    spans = tario.write_tar(job.side(".tar"), sorted(members), cfg.storage_options)
+    for rec, reason in zip(records, reasons, strict=True):
+        span = (None, None) if reason else spans[f"{rec['id']}.jpg"]
+        for (name, _), value in zip(IMAGE_SPAN_COLUMNS, span, strict=True):
+            extra[name].append(value)
+    columns = COLUMNS + IMAGE_SPAN_COLUMNS
+    table = rows.drop_columns([name for name, _ in columns if name in rows.column_names])
+    for name, typ in columns:
         table = table.append_column(name, pa.array(extra[name], typ))
     return with_reasons(table, reasons)
 

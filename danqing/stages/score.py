@@ -1,6 +1,7 @@
 """Embed each downloaded pair with open_clip: similarity, NSFW floor, embeddings for dedup.
 
-Images are read from the download stage's WebDataset tar by byte offset, decoded (JPEGs at
+Images are read from the download stage's WebDataset tar at the byte offsets that stage recorded
+in its parquet (no pass over the tar's headers, which on S3 read the whole tar), decoded (JPEGs at
 a reduced scale where the model's input allows), resized and cropped to uint8 pixels, and their
 captions tokenized, all in DataLoader workers, so the GPU model is fed while the CPU decodes
 the next batches; the device scales and normalizes the pixels a batch at a time.
@@ -18,9 +19,10 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-from danqing import io, lineage, tario
+from danqing import io, lineage
 from danqing.config import PipelineConfig, ScoreConfig
 from danqing.embed import model as embed_model
+from danqing.records import IMAGE_SPAN_COLUMNS
 from danqing.shard import ShardJob, kept_rows, run_shard, with_reasons
 from danqing.stats import StageStats
 
@@ -137,14 +139,13 @@ def process(job: ShardJob, stats: StageStats) -> pa.Table:
     so = job.cfg.storage_options
     rows = kept_rows(job.inputs[0], job.cfg)
     tar_uri = job.inputs[0].removesuffix(".parquet") + ".tar"
-    spans = tario.member_spans(tar_uri, so) if rows.num_rows else {}
+    spans = _image_spans(rows, job.inputs[0])
     ids = rows["id"].to_pylist()
     text_col = "caption" if "caption" in rows.column_names else "alt_text"
     captions = [c or "" for c in rows[text_col].to_pylist()]
     embedder = embed_model.load(cfg)
     transform = embedder.preprocess if embedder.pixels is None else embedder.pixels
-    dataset = PairDataset(tar_uri, so, [spans.get(f"{i}.jpg") for i in ids], captions,
-                          transform, embedder.tokenizer, embedder.image_size[::-1])
+    dataset = PairDataset(tar_uri, so, spans, captions, transform, embedder.tokenizer, embedder.image_size[::-1])
     img, txt, ok = embed(dataset, embedder, cfg)
     if (~ok).any():
         stats.error(IMAGE_UNREADABLE, int((~ok).sum()))
@@ -158,6 +159,17 @@ def process(job: ShardJob, stats: StageStats) -> pa.Table:
     rows = rows.append_column("model", pa.array([embedder.name] * len(ids), pa.string()))
     rows = rows.append_column("emb_row", pa.array(np.arange(len(ids)), pa.int64()))
     return with_reasons(rows, reasons)
+
+
+def _image_spans(rows: pa.Table, uri: str) -> list[tuple[int, int] | None]:
+    """Each row's (offset, size) in the download tar, as the download stage recorded them; None: no image."""
+    names = [name for name, _ in IMAGE_SPAN_COLUMNS]
+    if not set(names) <= set(rows.column_names):
+        marker = uri.removesuffix(".parquet") + "_stats.json"
+        raise ValueError(f"{uri} has no {'/'.join(names)} columns: an older download stage wrote it. Rerun the "
+                         f"download stage for this shard (delete {marker} first, or the rerun skips it).")
+    offsets, sizes = (rows[name].to_pylist() for name in names)
+    return [None if o is None else (o, n) for o, n in zip(offsets, sizes, strict=True)]
 
 
 def _save_npy(x: np.ndarray, uri: str, storage_options: dict) -> None:
