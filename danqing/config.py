@@ -108,7 +108,7 @@ class DownloadConfig(Section):
     # thread: decoders share the event loop's process (PIL and numpy release the GIL): least CPU per image.
     # process: worker processes on pipes, ~15% more CPU, but a decoder crash costs one image, not the shard.
     decode_pool: Literal["process", "thread"] = "thread"
-    decode_workers: int = Field(0, ge=0, description="0 = one per CPU")
+    decode_workers: int = Field(0, ge=0, description="for the shard, shared by its loops; 0 = one per CPU")
     # Event loops per shard, each in its own process with its own decode pool and 1/n of the limits.
     processes: int = Field(0, ge=0, description="0 = one per CPU, for shards of at least 500 URLs per loop")
     cache_flush_every: int = Field(256, ge=1, description="results per resume-cache chunk")

@@ -21,7 +21,7 @@ from source_helpers import moto_s3, s3_options
 from danqing import io
 from danqing.config import DownloadConfig, PipelineConfig
 from danqing.cpus import usable_cpus
-from danqing.download import guard, robots
+from danqing.download import engine, guard, robots
 from danqing.download.engine import loops, schedule
 from danqing.download.fetcher import _exception_reason
 from danqing.records import sample_id
@@ -260,6 +260,14 @@ def test_loops_per_shard():
     assert loops(DownloadConfig(), 10) == 1  # too small to pay for a child's start
     assert loops(DownloadConfig(), 10**6) == usable_cpus()
     assert loops(DownloadConfig(processes=3), 2) == 2
+
+
+def test_loops_share_the_shards_limits_and_decoders(monkeypatch):
+    monkeypatch.setattr(engine, "usable_cpus", lambda: 8)
+    share = engine._share_of(DownloadConfig(concurrency=64, per_host_concurrency=8), 4)
+    assert (share.concurrency, share.per_host_concurrency, share.processes) == (16, 2, 1)
+    assert share.decode_workers == 2  # 8 CPUs over 4 loops, not 8 decoders in each
+    assert engine._share_of(DownloadConfig(decode_workers=3), 4).decode_workers == 1
 
 
 def test_process_pool_and_shared_urls(tmp_path, server):

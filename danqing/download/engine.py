@@ -104,6 +104,7 @@ def _share_of(d: DownloadConfig, n: int) -> DownloadConfig:
         "concurrency": max(1, d.concurrency // n),
         "per_host_concurrency": max(1, d.per_host_concurrency // n),
         "host_max_failures": max(1, d.host_max_failures // n),
+        "decode_workers": max(1, (d.decode_workers or usable_cpus()) // n),  # not n pools of one per CPU
         "processes": 1,
     })
 
