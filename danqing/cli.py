@@ -1,9 +1,10 @@
-"""`danqing <stage> ...`: any stage on local or remote files, without Airflow."""
+"""`danqing <stage> ...`: any stage on local or remote files, without Airflow; `score` is also the GPU pod's command."""
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -24,10 +25,20 @@ def main(argv: list[str] | None = None) -> int:
     p = sub.add_parser("download", help="download images and apply the visual filters (stage 3)")
     p.add_argument("input")
     p.add_argument("--out", required=True, help="output folder: 00000.tar, 00000.parquet, 00000_stats.json")
-    p = sub.add_parser("score", help="image-text similarity of one downloaded shard (stage 4, the GPU pod)")
-    p.add_argument("input", help="a download shard's parquet (its .tar lies beside it)")
-    p.add_argument("--out", required=True, help="output parquet; embeddings are written beside it")
-    p.add_argument("--xcom", default="", help="also write the summary JSON here (the pod's XCom file)")
+    score = sub.add_parser(
+        "score", help="image-text similarity of one downloaded shard (stage 4, the GPU pod)",
+        usage="%(prog)s IN.parquet --out OUT.parquet [--xcom PATH]\n"
+              "       %(prog)s --crawl C --shard N --input URI [--run-id R] [--try-number T] [--xcom PATH]",
+        description="Local form: any files, no skip, no lineage. Pipeline form (the GPU pod's command): "
+                    "the shard in the pipeline layout under the config's root, skipped if done, recorded in lineage.")
+    score.add_argument("input", nargs="?", help="local form: a download shard's parquet (its .tar lies beside it)")
+    score.add_argument("--out", help="local form: output parquet; embeddings are written beside it")
+    score.add_argument("--crawl", help="pipeline form: the crawl id")
+    score.add_argument("--shard", type=int, help="pipeline form: the shard number")
+    score.add_argument("--input", dest="uri", help="pipeline form: the download stage's parquet URI")
+    score.add_argument("--run-id", help="pipeline form, for lineage (default: $DANQING_RUN_ID, else cli)")
+    score.add_argument("--try-number", type=int, help="pipeline form (default: $DANQING_TRY_NUMBER, else 1)")
+    score.add_argument("--xcom", default="", help="also write the summary JSON here (the pod's XCom file)")
     p = sub.add_parser("lineage", help="the funnel of a crawl, or the path of one sample")
     p.add_argument("crawl")
     p.add_argument("--sample", default="", help="a sample id: print its path from WARC record to release")
@@ -35,7 +46,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("dest")
 
     args = parser.parse_args(argv)
+    in_pipeline = args.command == "score" and _score_in_pipeline(score, args)
     cfg = PipelineConfig.from_overrides(_overrides(args.config))
+    if in_pipeline:
+        return _report(_score_shard(args, cfg), args.xcom)
     if args.command in ("extract", "refine", "score"):
         return _run_stage(args.command, args.warcs if args.command == "extract" else [args.input],
                           args.out.removesuffix(".parquet"), cfg, getattr(args, "xcom", ""))
@@ -57,7 +71,41 @@ def main(argv: list[str] | None = None) -> int:
 def _run_stage(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConfig, xcom: str = "") -> int:
     from danqing.shard import run_local
 
-    summary = run_local(stage, inputs, out_prefix, cfg)
+    return _report(run_local(stage, inputs, out_prefix, cfg), xcom)
+
+
+def _score_in_pipeline(parser: argparse.ArgumentParser, args: argparse.Namespace) -> bool:
+    """Which form `danqing score` was given; exits with a usage error when they mix or one is incomplete."""
+    local = {"IN.parquet": args.input, "--out": args.out}
+    pipeline = {"--crawl": args.crawl, "--shard": args.shard, "--input": args.uri,
+                "--run-id": args.run_id, "--try-number": args.try_number}
+    local_given = [k for k, v in local.items() if v is not None]
+    pipeline_given = [k for k, v in pipeline.items() if v is not None]
+    if local_given and pipeline_given:
+        parser.error(f"the local form ({' '.join(local_given)}) and the pipeline form "
+                     f"({' '.join(pipeline_given)}) do not mix")
+    if not local_given and not pipeline_given:
+        parser.error("give either IN.parquet --out OUT.parquet or --crawl C --shard N --input URI")
+    required = ["--crawl", "--shard", "--input"] if pipeline_given else list(local)
+    missing = [k for k in required if {**local, **pipeline}[k] is None]
+    if missing:
+        parser.error(f"the {'pipeline' if pipeline_given else 'local'} form also needs {' '.join(missing)}")
+    return bool(pipeline_given)
+
+
+def _score_shard(args: argparse.Namespace, cfg: PipelineConfig) -> dict:
+    """The pod's run: one shard in the pipeline layout, skipped if done, recorded in lineage."""
+    from danqing import lineage
+    from danqing.shard import run_shard
+
+    # The pod operator sets these env vars from the task instance (templated).
+    run_id = args.run_id if args.run_id is not None else os.environ.get("DANQING_RUN_ID", "cli")
+    try_number = args.try_number if args.try_number is not None else int(os.environ.get("DANQING_TRY_NUMBER", "1"))
+    return run_shard("score", args.crawl, args.shard, [args.uri], cfg, lineage.Attempt(run_id, try_number))
+
+
+def _report(summary: dict, xcom: str) -> int:
+    """Print the summary; with `xcom`, also leave it where the pod's XCom sidecar reads it."""
     if xcom:
         from danqing.stages.score import write_xcom
 

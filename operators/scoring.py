@@ -7,8 +7,9 @@ DANQING_SCORE_MODE environment variable, "local" (default) or "kubernetes".
 
 - local: operators.stage's shard task, i.e. danqing.shard.run_shard("score", ...) in the worker.
 - kubernetes: one KubernetesPodOperator per shard on a GPU node (ScoreConfig.pod: image,
-  namespace, GPUs, node selector, tolerations), running `python -m danqing.stages.score`
-  for the shard, which writes its summary to /airflow/xcom/return.json for the XCom sidecar.
+  namespace, GPUs, node selector, tolerations), running the CLI's pipeline form,
+  `danqing --config JSON score --crawl C --shard N --input URI --xcom /airflow/xcom/return.json`,
+  which writes the shard's summary there for the XCom sidecar.
 """
 
 from __future__ import annotations
@@ -47,9 +48,9 @@ class _PodScoring:
 
 
 def pod_arguments(src: dict, crawl: str, config: dict) -> list[str]:
-    """Arguments of `python -m danqing.stages.score` for one shard."""
-    return ["--crawl", crawl, "--shard", str(src["shard"]), "--input", src["uri"],
-            "--overrides", json.dumps(config, sort_keys=True, ensure_ascii=False), "--xcom", XCOM_PATH]
+    """Arguments of the pod's `danqing` for one shard: `--config` is global, so it comes before `score`."""
+    return ["--config", json.dumps(config, sort_keys=True, ensure_ascii=False), "score",
+            "--crawl", crawl, "--shard", str(src["shard"]), "--input", src["uri"], "--xcom", XCOM_PATH]
 
 
 def _pod_config(cfg) -> dict:
@@ -108,7 +109,7 @@ def build_pod_operator(pod=None, task_id: str = "score", arguments: list[str] | 
         namespace=pod.namespace,
         kubernetes_conn_id=pod.kubernetes_conn_id,
         image=pod.image,
-        cmds=["python", "-m", "danqing.stages.score"],
+        cmds=["danqing"],
         env_vars={**pod.env, "DANQING_RUN_ID": "{{ run_id }}", "DANQING_TRY_NUMBER": "{{ ti.try_number }}"},
         container_resources=k8s.V1ResourceRequirements(requests=dict(limits), limits=limits),
         node_selector=dict(pod.node_selector),

@@ -1,4 +1,4 @@
-"""The `danqing` CLI contract: extract and refine on real WARC files, lineage after a run."""
+"""The `danqing` CLI contract: extract and refine on real WARC files, lineage after a run, score's two forms."""
 
 from __future__ import annotations
 
@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 import pyarrow.parquet as pq
+import pytest
 
-from danqing import lineage
+from danqing import cli, io, lineage, paths
 from danqing.sample.crawl import build_sample_crawl
 
 EXTRACT_COLUMNS = {"page_url", "url", "alt_text", "warc_filename", "warc_record_offset", "warc_record_length",
@@ -51,3 +52,38 @@ def test_score_writes_embeddings_and_the_xcom_summary(cfg, tmp_path):
     summary = json.loads(out.stdout)
     assert summary["total"] == 4 and json.loads((tmp_path / "x" / "return.json").read_text()) == summary
     assert (tmp_path / "s_img.npy").exists() and (tmp_path / "s_txt.npy").exists()
+
+
+def test_score_pipeline_form_writes_the_layout_records_lineage_and_skips_when_done(cfg, tmp_path):
+    from score_helpers import examples, write_download_shard
+
+    crawl = "CC-MAIN-2099-01"
+    shard = write_download_shard(cfg, crawl, 3, examples(5))
+    args = ["--config", json.dumps({"root": cfg.root}), "score", "--crawl", crawl, "--shard", "3", "--input", shard,
+            "--run-id", "manual__7", "--try-number", "3", "--xcom", str(tmp_path / "x" / "return.json")]
+    summary = json.loads(danqing(*args).stdout)
+    out = paths.shard_uri(cfg.root, crawl, "score", 3)
+    assert (summary["uri"], summary["total"], summary["skipped"]) == (out, 5, False)
+    assert json.loads((tmp_path / "x" / "return.json").read_text()) == summary
+    assert io.read_parquet(out).num_rows == 5 and io.exists(out.replace(".parquet", "_img.npy"))
+    [row] = [r for r in lineage.latest(cfg.lineage, crawl) if r["stage"] == "score"]
+    assert (row["shard"], row["status"], row["run_id"], row["try_number"]) == (3, "done", "manual__7", 3)
+
+    assert json.loads(danqing(*args).stdout)["skipped"]  # same input and config: done already
+    [row] = [r for r in lineage.latest(cfg.lineage, crawl) if r["stage"] == "score"]
+    assert row["status"] == "skipped"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["in.parquet", "--out", "o.parquet", "--crawl", "C"], "do not mix"),
+    (["in.parquet", "--run-id", "r"], "do not mix"),
+    (["in.parquet"], "local form also needs --out"),
+    (["--crawl", "C", "--input", "u.parquet"], "pipeline form also needs --shard"),
+    (["--xcom", "x.json"], "give either"),
+])
+def test_score_refuses_mixed_or_incomplete_forms(args, message, capsys):
+    with pytest.raises(SystemExit) as exit_:
+        cli.main(["score", *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert message in err and "--crawl C --shard N --input URI" in err  # the usage shows both forms

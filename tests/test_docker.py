@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import json
+import tomllib
+
 import yaml
 from conftest import ROOT
 
@@ -43,11 +46,14 @@ def test_airflow_image_installs_pinned_requirements_and_the_package():
     assert "apache-airflow==3.3.2" in pinned
 
 
-def test_scorer_image_builds_the_package_with_a_compiler_and_runs_the_score_stage():
+def test_scorer_image_builds_the_package_with_a_compiler_and_runs_the_score_cli():
     steps = _instructions("docker/Dockerfile.scorer")
     assert steps[0][0] == "FROM" and "cuda" in steps[0][1]
     runs = [arg for op, arg in steps if op == "RUN"]
     compiler = next(i for i, r in enumerate(runs) if " gcc " in f" {r} " and "python3.11-dev" in r)
     package = next(i for i, r in enumerate(runs) if r.startswith("pip install --no-deps ."))
     assert compiler < package  # danqing.imgscan compiles at install
-    assert "danqing.stages.score" in dict(steps)["CMD"]
+    # The pod's command is the `danqing` script that `pip install .` puts on the venv's PATH.
+    assert json.loads(dict(steps)["CMD"])[:2] == ["danqing", "score"]
+    scripts = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]["scripts"]
+    assert scripts["danqing"] == "danqing.cli:main"

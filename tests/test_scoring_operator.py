@@ -1,4 +1,4 @@
-"""The scoring task: the rendered GPU pod spec, the mapped DAG wiring, and the pod's entrypoint run for real."""
+"""The scoring task: the rendered GPU pod spec, the mapped DAG wiring, and the pod's command run for real."""
 
 from __future__ import annotations
 
@@ -33,8 +33,10 @@ def test_rendered_pod_spec_has_gpu_image_placement_and_command():
     assert pod.spec.node_selector == {"cloud.google.com/gke-accelerator": "nvidia-h100-80gb"}
     [tol] = pod.spec.tolerations
     assert (tol.key, tol.operator, tol.value, tol.effect) == ("nvidia.com/gpu", "Equal", "present", "NoSchedule")
-    assert base.command == ["python", "-m", "danqing.stages.score"]
-    assert base.args[:6] == ["--crawl", "CC-MAIN-2025-47", "--shard", "7", "--input", "s3://b/c/download/00007.parquet"]
+    assert base.command == ["danqing"]
+    assert base.args[0] == "--config" and json.loads(base.args[1]) == {"root": "s3://b"}
+    assert base.args[2:9] == ["score", "--crawl", "CC-MAIN-2025-47", "--shard", "7",
+                              "--input", "s3://b/c/download/00007.parquet"]
     assert base.args[-2:] == ["--xcom", score.XCOM_PATH]
     assert {e.name: e.value for e in base.env}["DANQING_ROOT"] == "s3://bucket/danqing"
     assert any(c.name == "airflow-xcom-sidecar" for c in pod.spec.containers)  # do_xcom_push
@@ -74,21 +76,24 @@ def test_dag_wiring_maps_pods_over_shards():
         score_task("slurm")
 
 
-def test_pod_entrypoint_scores_a_shard_and_pushes_xcom(cfg, tmp_path, monkeypatch):
+def test_pods_command_scores_a_shard_and_pushes_xcom(cfg, tmp_path, monkeypatch):
+    """The pod's command and arguments, run as the image runs them: the installed `danqing` script."""
     pairs = [(n.split(".")[0], c, d) for n, c, d in examples(6)]
     uri = write_download_shard(cfg, "CC-MAIN-2099-01", 4, pairs)
-    monkeypatch.setenv("DANQING_RUN_ID", "manual__1")
+    monkeypatch.setenv("DANQING_RUN_ID", "manual__1")  # the pod's templated env, read by the CLI
     monkeypatch.setenv("DANQING_TRY_NUMBER", "2")
     xcom = tmp_path / "airflow" / "xcom" / "return.json"
     args = pod_arguments({"shard": 4, "uri": uri}, "CC-MAIN-2099-01", cfg.model_dump(mode="json"))
     args[args.index("--xcom") + 1] = str(xcom)
-    summary = score.main(args)
-    assert json.loads(xcom.read_text()) == summary
+    [program] = build_pod_operator(POD, arguments=args).cmds
+    run = subprocess.run([str(Path(sys.executable).parent / program), *args], capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr
+    summary = json.loads(xcom.read_text())
+    assert json.loads(run.stdout) == summary
     assert (summary["shard"], summary["total"], summary["kept"], summary["skipped"]) == (4, 6, 6, False)
     assert io.read_parquet(summary["uri"]).num_rows == 6
     [row] = [r for r in lineage.latest(cfg.lineage, "CC-MAIN-2099-01") if r["stage"] == "score"]
-    assert (row["run_id"], row["try_number"]) == ("manual__1", 2)
-    assert score.main(args)["skipped"]
+    assert (row["run_id"], row["try_number"], row["status"]) == ("manual__1", 2, "done")
 
 
 def test_pod_decodes_on_all_but_one_of_its_cpus(cfg):

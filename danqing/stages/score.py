@@ -10,7 +10,6 @@ Row i of the output parquet is row i of `_img.npy` and `_txt.npy` (float16, unit
 
 from __future__ import annotations
 
-import argparse
 import io as _io
 import json
 import os
@@ -19,11 +18,11 @@ from collections.abc import Callable
 import numpy as np
 import pyarrow as pa
 
-from danqing import io, lineage
-from danqing.config import PipelineConfig, ScoreConfig
+from danqing import io
+from danqing.config import ScoreConfig
 from danqing.embed import model as embed_model
 from danqing.records import IMAGE_SPAN_COLUMNS
-from danqing.shard import ShardJob, kept_rows, run_shard, with_reasons
+from danqing.shard import ShardJob, kept_rows, with_reasons
 from danqing.stats import StageStats
 
 IMAGE_UNREADABLE = "image_unreadable"  # missing from the tar or not decodable: nothing to embed
@@ -185,27 +184,3 @@ def write_xcom(summary: dict, path: str = XCOM_PATH) -> None:
     with open(path, "w") as f:
         json.dump(summary, f)
 
-
-def main(argv: list[str] | None = None) -> dict:
-    """Pod entrypoint: score one shard in the pipeline layout (skip if done, lineage), push the summary."""
-    parser = argparse.ArgumentParser(prog="python -m danqing.stages.score")
-    parser.add_argument("--crawl", required=True)
-    parser.add_argument("--shard", type=int, required=True)
-    parser.add_argument("--input", required=True, help="the download stage's parquet URI")
-    parser.add_argument("--overrides", default="{}", help="JSON of PipelineConfig overrides")
-    # The pod operator sets these from the task instance (templated env vars).
-    parser.add_argument("--run-id", default=os.environ.get("DANQING_RUN_ID", "cli"))
-    parser.add_argument("--try-number", type=int, default=int(os.environ.get("DANQING_TRY_NUMBER", "1")))
-    parser.add_argument("--xcom", default="", help=f"write the summary here (the pod uses {XCOM_PATH})")
-    args = parser.parse_args(argv)
-    cfg = PipelineConfig.from_overrides(json.loads(args.overrides))
-    summary = run_shard("score", args.crawl, args.shard, [args.input], cfg,
-                        lineage.Attempt(args.run_id, args.try_number))
-    if args.xcom:
-        write_xcom(summary, args.xcom)
-    print(json.dumps(summary))
-    return summary
-
-
-if __name__ == "__main__":
-    main()
