@@ -394,11 +394,14 @@ cdef str _collapse_spaces(str text):
     return " ".join(text.split()) if space and text else text
 
 
-def decoded_pairs(list found, str codec, str base_url):
-    """[(absolute http(s) URL, alt)] of captioned_images()' raw pairs in the page's codec: alts with
-    their whitespace collapsed, URLs resolved against base_url without fragment, repeats dropped."""
+def decoded_pairs(list found, str codec, str page_url, bytes base):
+    """[(absolute http(s) URL, alt)] of captioned_images()' raw pairs and <base href> in the page's codec:
+    alts with their whitespace collapsed, URLs resolved against the base without fragment, repeats dropped."""
     cdef bytes name = codec.encode()
     cdef const char *c_codec = name
+    cdef str base_url = page_url
+    if base is not None and (href := _text(base, c_codec).strip()):
+        base_url = urljoin(page_url, href)
     cdef set seen = set()
     cdef list pairs = []
     cdef bytes src, alt

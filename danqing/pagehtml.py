@@ -15,10 +15,8 @@ are decoded. UTF-16 pages (by their BOM), whose markup is not ASCII, are re-enco
 from __future__ import annotations
 
 import codecs
-import html
 import re
 from functools import lru_cache
-from urllib.parse import urljoin
 
 try:
     from danqing.imgscan import captioned_images, decoded_pairs
@@ -137,15 +135,7 @@ def images(payload: bytes, page_url: str, http_charset: str | None, min_side_px:
     if not found:
         return [], ""
     codec = page_charset(payload, http_charset, b"\n".join([alt for _, alt in found]), language)
-    base_url = page_url
-    if base is not None and (href := _text(base, codec).strip()):
-        base_url = urljoin(page_url, href)
-    return decoded_pairs(found, codec, base_url), "utf-16" if utf16 else codec
-
-
-def _text(value: bytes, codec: str) -> str:
-    text = value.decode(codec, "replace")
-    return html.unescape(text) if "&" in text else text
+    return decoded_pairs(found, codec, page_url, base), "utf-16" if utf16 else codec
 
 
 def nesting_depth(payload: bytes) -> int:
