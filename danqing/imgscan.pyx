@@ -399,15 +399,14 @@ def decoded_pairs(list found, str codec, str page_url, bytes base):
     alts with their whitespace collapsed, URLs resolved against the base without fragment, repeats dropped."""
     cdef bytes name = codec.encode()
     cdef const char *c_codec = name
-    cdef str base_url = page_url
-    if base is not None and (href := _text(base, c_codec).strip()):
-        base_url = urljoin(page_url, href)
+    cdef str base_url = page_url, text, url
     cdef set seen = set()
     cdef list pairs = []
     cdef bytes src, alt
-    cdef str text, url
     cdef tuple key
     cdef Py_ssize_t hash
+    if base is not None and (href := _text(base, c_codec).strip()):
+        base_url = urljoin(page_url, href)
     for src, alt in found:
         text = _collapse_spaces(_text(alt, c_codec))
         if not text:
