@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from airflow.sdk import Param, dag
 
+from danqing.paths import CRAWL_ID_PATTERN
 from operators import stage
 from operators.scoring import score_task
 
@@ -24,7 +25,7 @@ SAMPLE_CRAWL_ID = "CC-MAIN-2099-01"  # danqing.config.SAMPLE_CRAWL_ID, kept lite
     tags=["danqing"],
     doc_md=__doc__,
     params={
-        "crawl_id": Param(SAMPLE_CRAWL_ID, type="string", pattern=r"^CC-MAIN-\d{4}-\d{2}$",
+        "crawl_id": Param(SAMPLE_CRAWL_ID, type="string", pattern=CRAWL_ID_PATTERN,
                           title="Crawl id", description="As listed in Common Crawl's collinfo.json."),
         "source": Param("sample", type="string", enum=["sample", "commoncrawl"], title="Source",
                         description="sample = the bundled sample crawl; commoncrawl = data.commoncrawl.org."),

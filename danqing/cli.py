@@ -33,14 +33,14 @@ def main(argv: list[str] | None = None) -> int:
                     "the shard in the pipeline layout under the config's root, skipped if done, recorded in lineage.")
     score.add_argument("input", nargs="?", help="local form: a download shard's parquet (its .tar lies beside it)")
     score.add_argument("--out", help="local form: output parquet; embeddings are written beside it")
-    score.add_argument("--crawl", help="pipeline form: the crawl id")
+    score.add_argument("--crawl", type=_crawl_arg, help="pipeline form: the crawl id")
     score.add_argument("--shard", type=int, help="pipeline form: the shard number")
     score.add_argument("--input", dest="uri", help="pipeline form: the download stage's parquet URI")
     score.add_argument("--run-id", help="pipeline form, for lineage (default: $DANQING_RUN_ID, else cli)")
     score.add_argument("--try-number", type=int, help="pipeline form (default: $DANQING_TRY_NUMBER, else 1)")
     score.add_argument("--xcom", default="", help="also write the summary JSON here (the pod's XCom file)")
     p = sub.add_parser("lineage", help="the funnel of a crawl, or the path of one sample")
-    p.add_argument("crawl")
+    p.add_argument("crawl", type=_crawl_arg)
     p.add_argument("--sample", default="", help="a sample id: print its path from WARC record to release")
     p = sub.add_parser("sample-crawl", help="build the bundled sample crawl into a folder")
     p.add_argument("dest")
@@ -66,6 +66,15 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(build_sample_crawl(args.dest), indent=2))
         return 0
     return 2
+
+
+def _crawl_arg(value: str) -> str:
+    from danqing.paths import crawl_id
+
+    try:
+        return crawl_id(value)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
 
 
 def _run_stage(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConfig, xcom: str = "") -> int:

@@ -7,14 +7,33 @@ import re
 # Stage order of the pipeline; one name per stage across module, task_id and folder.
 STAGES = ["extract", "refine", "download", "score", "dedup", "align", "assemble", "publish"]
 
+# Common Crawl's ids as collinfo.json lists them (CC-MAIN-2025-47; the oldest are CC-MAIN-2012 and
+# CC-MAIN-2008-2009), the sample's included. A crawl id becomes a folder, a lineage key and a hub tag,
+# so nothing else may pass: no separators, no dots, no spaces.
+CRAWL_ID_PATTERN = r"^CC-MAIN-[0-9]{4}(-[0-9]{2}|-[0-9]{4})?$"  # also the DAG param's JSON-schema pattern
+_CRAWL_ID = re.compile(CRAWL_ID_PATTERN)
+
+
+def crawl_id(value: object) -> str:
+    """`value` if it is a crawl id, else ValueError: the one check for ids from users, conf and URLs."""
+    if not isinstance(value, str) or not _CRAWL_ID.fullmatch(value):
+        shown = repr(value)[:80]
+        raise ValueError(f"crawl id {shown} is not of the form CC-MAIN-YYYY-WW (as in Common Crawl's collinfo.json)")
+    return value
+
 
 def is_local(uri: str) -> bool:
     """A plain path or file:// URI, as opposed to an object store or web URL."""
     return "://" not in uri or uri.startswith("file://")
 
 
+def crawl_dir(root: str, crawl: str) -> str:
+    """Every path under a crawl goes through here, so an id cannot climb out of the root."""
+    return f"{root.rstrip('/')}/{crawl_id(crawl)}"
+
+
 def stage_dir(root: str, crawl: str, stage: str) -> str:
-    return f"{root.rstrip('/')}/{crawl}/{stage}"
+    return f"{crawl_dir(root, crawl)}/{stage}"
 
 
 def shard_uri(root: str, crawl: str, stage: str, shard: int, suffix: str = ".parquet") -> str:
@@ -34,7 +53,7 @@ def stats_uri(root: str, crawl: str, stage: str, shard: int) -> str:
 
 
 def index_dir(root: str, crawl: str) -> str:
-    return f"{root.rstrip('/')}/{crawl}/index"
+    return f"{crawl_dir(root, crawl)}/index"
 
 
 def plan_uri(root: str, crawl: str) -> str:
@@ -51,10 +70,10 @@ def sample_crawl_root(root: str) -> str:
 
 
 def release_dir(release_root: str, crawl: str) -> str:
-    return f"{release_root.rstrip('/')}/{crawl}"
+    return crawl_dir(release_root, crawl)
 
 
 def released_dir(root: str, crawl: str | None = None) -> str:
     """The index of images already released, per crawl: later crawls dedup against it."""
     base = f"{root.rstrip('/')}/released-index"
-    return base if crawl is None else f"{base}/{crawl}"
+    return base if crawl is None else crawl_dir(base, crawl)

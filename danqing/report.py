@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import pyarrow.compute as pc
 
-from danqing import io, lineage, paths
+from danqing import io, lineage, paths, redact
 from danqing.config import PipelineConfig
 
 
 def funnel_table(cfg: PipelineConfig, crawl: str) -> str:
     rows = lineage.funnel(cfg.lineage, crawl, paths.STAGES)
     if not rows:
-        return f"no lineage recorded for {crawl} in {cfg.lineage}"
+        return f"no lineage recorded for {crawl} in {redact.redact(cfg.lineage)}"
     lines = [f"funnel of {crawl}", f"{'stage':<10}{'shards':>7}{'in':>9}{'out':>9}  dropped by reason"]
     for s in rows:
         reasons = "  ".join(f"{k}={v}" for k, v in s["dropped"].most_common()) or "-"

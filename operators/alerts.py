@@ -34,4 +34,6 @@ def page_on_failure(context) -> None:
     try:
         urllib.request.urlopen(req, timeout=10).close()
     except OSError as exc:  # an alert that cannot be sent must not hide the task's own failure
-        log.error("could not send the alert to %s: %s", url, exc)
+        from danqing.redact import redact
+
+        log.error("could not send the alert to %s: %s", redact(url), redact(exc))

@@ -43,10 +43,12 @@ def pipeline_config(params: dict):
 def run_context():
     """Config, crawl id and attempt of the running task."""
     from danqing.lineage import Attempt
+    from danqing.paths import crawl_id
 
     ctx = get_current_context()
     params = ctx["params"]
-    return pipeline_config(params), params["crawl_id"], Attempt(ctx["run_id"], ctx["ti"].try_number)
+    # The trigger form checks the id too, but runs triggered with other conf reach here unchecked.
+    return pipeline_config(params), crawl_id(params["crawl_id"]), Attempt(ctx["run_id"], ctx["ti"].try_number)
 
 
 @task

@@ -22,6 +22,17 @@ def _auth() -> list:
     return [Depends(requires_authenticated())]
 
 
+def _check_crawl(crawl: str) -> None:
+    from fastapi import HTTPException
+
+    from danqing.paths import crawl_id
+
+    try:
+        crawl_id(crawl)
+    except ValueError as exc:
+        raise HTTPException(status_code=404, detail=str(exc)) from None
+
+
 def create_app(dependencies: list | None = None) -> FastAPI:
     from danqing import lineage
     from danqing.paths import STAGES
@@ -34,6 +45,7 @@ def create_app(dependencies: list | None = None) -> FastAPI:
 
     @app.get("/api/funnel/{crawl}")
     def funnel(crawl: str) -> list[dict]:
+        _check_crawl(crawl)
         return [{**s, "dropped": dict(s["dropped"]), "errors": dict(s["errors"])}
                 for s in lineage.funnel(_lineage_url(), crawl, STAGES)]
 

@@ -75,10 +75,10 @@ def test_score_pipeline_form_writes_the_layout_records_lineage_and_skips_when_do
 
 
 @pytest.mark.parametrize(("args", "message"), [
-    (["in.parquet", "--out", "o.parquet", "--crawl", "C"], "do not mix"),
+    (["in.parquet", "--out", "o.parquet", "--crawl", "CC-MAIN-2025-47"], "do not mix"),
     (["in.parquet", "--run-id", "r"], "do not mix"),
     (["in.parquet"], "local form also needs --out"),
-    (["--crawl", "C", "--input", "u.parquet"], "pipeline form also needs --shard"),
+    (["--crawl", "CC-MAIN-2025-47", "--input", "u.parquet"], "pipeline form also needs --shard"),
     (["--xcom", "x.json"], "give either"),
 ])
 def test_score_refuses_mixed_or_incomplete_forms(args, message, capsys):

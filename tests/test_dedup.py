@@ -114,7 +114,7 @@ def test_released_index_streams_in_chunks_with_the_same_decisions(cfg):
     rng = np.random.default_rng(3)
     old = rng.standard_normal((40, 32)).astype(np.float32)
     old /= np.linalg.norm(old, axis=1, keepdims=True)
-    for crawl, rows in (("CC-A", slice(0, 25)), ("CC-B", slice(25, 40))):
+    for crawl, rows in (("CC-MAIN-2024-10", slice(0, 25)), ("CC-MAIN-2024-18", slice(25, 40))):
         ids = [f"{crawl}-{i}" for i in range(rows.start, rows.stop)]
         table = pa.table({"id": ids, "sha256": [f"s{i}" for i in range(rows.start, rows.stop)],
                           "model": ["m"] * len(ids)})
@@ -124,15 +124,17 @@ def test_released_index_streams_in_chunks_with_the_same_decisions(cfg):
     new /= np.linalg.norm(new, axis=1, keepdims=True)
     sha = [""] * 30
     sha[10] = "s7"  # a byte-identical re-crawl whose embedding is not close to anything
-    whole = dedup.decide(cands(list(new), sha=sha), DedupConfig(), emb_index.iter_released(cfg, "CC-C", "m"))
+    whole = dedup.decide(cands(list(new), sha=sha), DedupConfig(), emb_index.iter_released(cfg, "CC-MAIN-2024-22", "m"))
     one_by_one = dedup.decide(cands(list(new), sha=sha), DedupConfig(),
-                              emb_index.iter_released(cfg, "CC-C", "m", chunk_rows=1))
+                              emb_index.iter_released(cfg, "CC-MAIN-2024-22", "m", chunk_rows=1))
     assert list(whole.reasons) == list(one_by_one.reasons) and whole.duplicate_of == one_by_one.duplicate_of
-    assert whole.duplicate_of[:6] == ["CC-A-0", "CC-A-3", "CC-A-24", "CC-B-25", "CC-B-30", "CC-B-39"]
-    assert whole.duplicate_of[10] == "CC-A-7"
+    assert whole.duplicate_of[:6] == [f"CC-MAIN-2024-10-{i}" for i in (0, 3, 24)] + [
+        f"CC-MAIN-2024-18-{i}" for i in (25, 30, 39)]
+    assert whole.duplicate_of[10] == "CC-MAIN-2024-10-7"
     assert sum(r == dedup.DUPLICATE_RELEASED for r in whole.reasons) == 7
-    assert list(emb_index.iter_released(cfg, "CC-C", "other-model")) == []
-    assert [len(c.ids) for c in emb_index.iter_released(cfg, "CC-A", "m", chunk_rows=10)] == [10, 5]  # own skipped
+    assert list(emb_index.iter_released(cfg, "CC-MAIN-2024-22", "other-model")) == []
+    own_skipped = emb_index.iter_released(cfg, "CC-MAIN-2024-10", "m", chunk_rows=10)
+    assert [len(c.ids) for c in own_skipped] == [10, 5]
 
 
 def test_shard_of():
@@ -153,37 +155,38 @@ def _score(cfg: PipelineConfig, crawl: str, shard: int, pairs) -> str:
 
 def test_crawl_run_then_recrawl_adds_only_new(cfg):
     pairs = [(n.split(".")[0], c, d) for n, c, d in examples(12)]
-    a0 = _score(cfg, "CC-A", 0, pairs[:6])
+    a0 = _score(cfg, "CC-MAIN-2024-10", 0, pairs[:6])
     # shard 1 repeats image 0 byte for byte (new id) and image 1 re-encoded
     extra = [("copy0", "同一张图", pairs[0][2]), ("re1", "再编码", _reencode(pairs[1][2]))]
-    a1 = _score(cfg, "CC-A", 1, pairs[6:] + extra)
-    summaries = dedup.run(cfg, "CC-A", [a1, a0], lineage.Attempt("run-a", 1))
+    a1 = _score(cfg, "CC-MAIN-2024-10", 1, pairs[6:] + extra)
+    summaries = dedup.run(cfg, "CC-MAIN-2024-10", [a1, a0], lineage.Attempt("run-a", 1))
     assert [(s["shard"], s["total"], s["kept"]) for s in summaries] == [(0, 6, 6), (1, 8, 6)]
-    out = io.read_parquet(paths.shard_uri(cfg.root, "CC-A", "dedup", 1)).to_pylist()
+    out = io.read_parquet(paths.shard_uri(cfg.root, "CC-MAIN-2024-10", "dedup", 1)).to_pylist()
     by_id = {r["id"]: r for r in out}
     assert (by_id["copy0"]["drop_reason"], by_id["copy0"]["duplicate_of"]) == ("duplicate_exact", pairs[0][0])
     assert by_id["re1"]["drop_reason"] in ("duplicate_phash", "duplicate_embedding", "duplicate_cross_batch")
     assert sum(r["drop_reason"] == "" for r in out) == 6
-    runs = [r for r in lineage.latest(cfg.lineage, "CC-A") if r["stage"] == "dedup"]
+    runs = [r for r in lineage.latest(cfg.lineage, "CC-MAIN-2024-10") if r["stage"] == "dedup"]
     assert sorted(r["shard"] for r in runs) == [0, 1] and all(r["run_id"] == "run-a" for r in runs)
     # a second run skips every shard
-    assert all(s["skipped"] for s in dedup.run(cfg, "CC-A", [a0, a1]))
+    assert all(s["skipped"] for s in dedup.run(cfg, "CC-MAIN-2024-10", [a0, a1]))
 
-    released = dedup.add_release(cfg, "CC-A", [paths.shard_uri(cfg.root, "CC-A", "dedup", s) for s in (0, 1)])
+    a_dedup = [paths.shard_uri(cfg.root, "CC-MAIN-2024-10", "dedup", s) for s in (0, 1)]
+    released = dedup.add_release(cfg, "CC-MAIN-2024-10", a_dedup)
     assert released["images"] == 12
 
     # the next crawl re-crawls two released images (one re-encoded) and brings two new ones
     new = [(n.split(".")[0], c, d) for n, c, d in examples(2, start=20)]
     again = [("again", "旧图", pairs[3][2]), ("again2", "旧图再编码", _reencode(pairs[4][2]))]
-    b0 = _score(cfg, "CC-B", 0, again + new)
-    dedup.run(cfg, "CC-B", [b0])
-    rows = io.read_parquet(paths.shard_uri(cfg.root, "CC-B", "dedup", 0)).to_pylist()
+    b0 = _score(cfg, "CC-MAIN-2024-18", 0, again + new)
+    dedup.run(cfg, "CC-MAIN-2024-18", [b0])
+    rows = io.read_parquet(paths.shard_uri(cfg.root, "CC-MAIN-2024-18", "dedup", 0)).to_pylist()
     assert [(r["id"], r["drop_reason"], r["duplicate_of"]) for r in rows] == [
         ("again", "duplicate_released", pairs[3][0]), ("again2", "duplicate_released", pairs[4][0]),
         (new[0][0], "", ""), (new[1][0], "", "")]
     # rerunning crawl A does not dedup it against its own release
     cfg2 = cfg.model_copy(update={"dedup": cfg.dedup.model_copy(update={"batch_shards": 1})})
-    assert sum(s["kept"] for s in dedup.run(cfg2, "CC-A", [a0, a1])) == 12
+    assert sum(s["kept"] for s in dedup.run(cfg2, "CC-MAIN-2024-10", [a0, a1])) == 12
 
 
 def test_cell_join_finds_near_pairs_in_random_vectors():

@@ -12,7 +12,7 @@ import pytest
 from conftest import FIXTURES, record_at
 
 from danqing import warcsource
-from danqing.config import ExtractConfig, PipelineConfig
+from danqing.config import SAMPLE_CRAWL_ID, ExtractConfig, PipelineConfig
 from danqing.records import PAIR_SCHEMA
 from danqing.sample.crawl import (
     BOILERPLATE,
@@ -33,7 +33,7 @@ CC = FIXTURES / "commoncrawl"
 
 def _run(cfg: PipelineConfig, inputs: list[str]) -> tuple[list[dict], StageStats]:
     stats = StageStats()
-    table = extract.process(ShardJob(cfg, "test", "extract", 0, inputs), stats).read_all()
+    table = extract.process(ShardJob(cfg, SAMPLE_CRAWL_ID, "extract", 0, inputs), stats).read_all()
     assert table.schema == PAIR_SCHEMA
     return table.to_pylist(), stats
 
@@ -146,7 +146,7 @@ def test_byte_ranges_give_the_same_rows(sample):
 
 def test_run_shard_balances_and_is_deterministic(sample, cfg):
     _, _, _, inputs, rows, _ = sample
-    summary = run_shard("extract", "test", 0, inputs[:2], cfg)
+    summary = run_shard("extract", SAMPLE_CRAWL_ID, 0, inputs[:2], cfg)
     table = pq.read_table(summary["uri"])
     dropped = sum(r != "" for r in table["drop_reason"].to_pylist())
     assert summary["total"] == table.num_rows == summary["kept"] + dropped
@@ -298,7 +298,8 @@ def test_nesting_bomb_is_caught_fast():
 
 def test_batches_stream_the_same_rows(sample):
     *_, cfg, inputs, rows, _ = sample
-    batches = list(extract.iter_batches(ShardJob(cfg, "test", "extract", 0, inputs), StageStats(), batch_rows=7))
+    job = ShardJob(cfg, SAMPLE_CRAWL_ID, "extract", 0, inputs)
+    batches = list(extract.iter_batches(job, StageStats(), batch_rows=7))
     assert len(batches) > 2 and all(b.schema == PAIR_SCHEMA for b in batches)
     assert [r for b in batches for r in b.to_pylist()] == rows
 

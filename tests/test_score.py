@@ -17,6 +17,8 @@ from danqing.embed import model as embed_model
 from danqing.shard import run_local, run_shard
 from danqing.stages import score
 
+CRAWL = "CC-MAIN-2099-01"
+
 
 @pytest.mark.parametrize(("readable", "nsfw", "expected"), [
     (True, 0.1, None),
@@ -38,8 +40,8 @@ def _load(uri: str) -> np.ndarray:
 
 def test_shard_scores_every_kept_row(cfg):
     pairs = _pairs(12)
-    uri = write_download_shard(cfg, "c", 3, pairs, dropped=2, corrupt={pairs[4][0]}, missing={pairs[5][0]})
-    summary = run_shard("score", "c", 3, [uri], cfg)
+    uri = write_download_shard(cfg, CRAWL, 3, pairs, dropped=2, corrupt={pairs[4][0]}, missing={pairs[5][0]})
+    summary = run_shard("score", CRAWL, 3, [uri], cfg)
     assert (summary["total"], summary["kept"]) == (10, 8)
     table = io.read_parquet(summary["uri"])
     rows = table.to_pylist()
@@ -66,7 +68,7 @@ def test_deterministic_across_runs_and_workers(tmp_path):
     for i, workers in enumerate([0, 0, 2]):
         cfg = PipelineConfig.from_overrides({"root": str(tmp_path / f"r{i}"),
                                              "score": {"workers": workers, "batch_size": 4}})
-        uri = write_download_shard(cfg, "c", 0, pairs)
+        uri = write_download_shard(cfg, CRAWL, 0, pairs)
         run_local("score", [uri], str(tmp_path / f"out{i}"), cfg)
         outs.append(tmp_path / f"out{i}")
     tables = [io.read_parquet(f"{o}.parquet") for o in outs]
@@ -76,8 +78,8 @@ def test_deterministic_across_runs_and_workers(tmp_path):
 
 
 def test_nsfw_floor_drops_the_highest_risk(cfg):
-    uri = write_download_shard(cfg, "c", 0, _pairs(8))
-    scores = [r["nsfw_score"] for r in io.read_parquet(run_shard("score", "c", 0, [uri], cfg)["uri"]).to_pylist()]
+    uri = write_download_shard(cfg, CRAWL, 0, _pairs(8))
+    scores = [r["nsfw_score"] for r in io.read_parquet(run_shard("score", CRAWL, 0, [uri], cfg)["uri"]).to_pylist()]
     floor = float(np.median(scores))
     strict = cfg.model_copy(update={"score": cfg.score.model_copy(update={"nsfw_max_prob": floor})})
     out = run_local("score", [uri], str(cfg.root) + "/strict", strict)
@@ -87,17 +89,17 @@ def test_nsfw_floor_drops_the_highest_risk(cfg):
 
 
 def test_empty_shard(cfg):
-    uri = write_download_shard(cfg, "c", 0, _pairs(2), dropped=2)
-    summary = run_shard("score", "c", 0, [uri], cfg)
+    uri = write_download_shard(cfg, CRAWL, 0, _pairs(2), dropped=2)
+    summary = run_shard("score", CRAWL, 0, [uri], cfg)
     assert (summary["total"], summary["kept"]) == (0, 0)
     assert _load(summary["uri"].removesuffix(".parquet") + "_img.npy").shape == (0, 64)
 
 
 def test_a_download_shard_without_image_offsets_asks_for_a_rerun(cfg):
-    uri = write_download_shard(cfg, "c", 0, _pairs(3))
+    uri = write_download_shard(cfg, CRAWL, 0, _pairs(3))
     io.write_parquet(io.read_parquet(uri).drop_columns(["tar_offset", "tar_size"]), uri)  # an older download stage
     with pytest.raises(ValueError, match=r"no tar_offset/tar_size columns.*Rerun the download.*00000_stats\.json"):
-        run_shard("score", "c", 0, [uri], cfg)
+        run_shard("score", CRAWL, 0, [uri], cfg)
 
 
 def test_xcom_file(tmp_path):

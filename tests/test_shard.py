@@ -11,6 +11,8 @@ import pytest
 from danqing import io, lineage, paths
 from danqing.shard import run_shard, with_reasons
 
+CRAWL = "CC-MAIN-2099-01"
+
 
 def _keep_even(job, stats):
     numbers = list(range(10))
@@ -41,12 +43,12 @@ def test_second_run_skips_and_changed_config_reruns(cfg):
         calls.append(job.shard)
         return _keep_even(job, stats)
 
-    run_shard("refine", "c", 0, ["a"], cfg, process=counting)
-    assert run_shard("refine", "c", 0, ["a"], cfg, process=counting)["skipped"] is True
+    run_shard("refine", CRAWL, 0, ["a"], cfg, process=counting)
+    assert run_shard("refine", CRAWL, 0, ["a"], cfg, process=counting)["skipped"] is True
     assert calls == [0]
     changed = cfg.model_copy(update={"refine": cfg.refine.model_copy(update={"max_unknown_tokens": 1})})
     assert changed.hash() != cfg.hash()
-    assert run_shard("refine", "c", 0, ["a"], changed, process=counting)["skipped"] is False
+    assert run_shard("refine", CRAWL, 0, ["a"], changed, process=counting)["skipped"] is False
     assert calls == [0, 0]
 
 
@@ -57,16 +59,16 @@ def test_killed_run_leaves_no_marker_and_rerun_replaces(cfg):
             raise KeyboardInterrupt  # a worker killed mid-write
 
     with pytest.raises(KeyboardInterrupt):
-        run_shard("download", "c", 1, ["a"], cfg, process=dies)
-    assert not io.exists(paths.stats_uri(cfg.root, "c", "download", 1))
-    assert not io.exists(paths.shard_uri(cfg.root, "c", "download", 1, ".tar"))
-    assert list((Path(cfg.root) / "c" / "download").glob("*")) == []  # no temp files left behind
-    run_shard("download", "c", 1, ["a"], cfg, process=_keep_even)
-    assert io.read_parquet(paths.shard_uri(cfg.root, "c", "download", 1)).num_rows == 10
+        run_shard("download", CRAWL, 1, ["a"], cfg, process=dies)
+    assert not io.exists(paths.stats_uri(cfg.root, CRAWL, "download", 1))
+    assert not io.exists(paths.shard_uri(cfg.root, CRAWL, "download", 1, ".tar"))
+    assert list((Path(cfg.root) / CRAWL / "download").glob("*")) == []  # no temp files left behind
+    run_shard("download", CRAWL, 1, ["a"], cfg, process=_keep_even)
+    assert io.read_parquet(paths.shard_uri(cfg.root, CRAWL, "download", 1)).num_rows == 10
 
 
 def test_scratch_survives_a_failed_run_and_goes_once_the_shard_is_done(cfg, monkeypatch):
-    scratch = Path(paths.shard_uri(cfg.root, "c", "download", 2, "_cache"))
+    scratch = Path(paths.shard_uri(cfg.root, CRAWL, "download", 2, "_cache"))
 
     def with_scratch(job, stats):
         with io.atomic_write(job.scratch("_cache") + "/part.bin") as f:
@@ -79,11 +81,11 @@ def test_scratch_survives_a_failed_run_and_goes_once_the_shard_is_done(cfg, monk
     with monkeypatch.context() as m:
         m.setattr(io, "write_json", storage_down)  # fails at the marker, the last write of the run
         with pytest.raises(OSError, match="storage down"):
-            run_shard("download", "c", 2, ["a"], cfg, process=with_scratch)
+            run_shard("download", CRAWL, 2, ["a"], cfg, process=with_scratch)
     assert (scratch / "part.bin").exists()
-    run_shard("download", "c", 2, ["a"], cfg, process=with_scratch)
+    run_shard("download", CRAWL, 2, ["a"], cfg, process=with_scratch)
     assert not scratch.exists()
-    assert io.read_parquet(paths.shard_uri(cfg.root, "c", "download", 2)).num_rows == 10
+    assert io.read_parquet(paths.shard_uri(cfg.root, CRAWL, "download", 2)).num_rows == 10
 
 
 def test_stage_time_is_counted_for_tables_and_streams(cfg):
@@ -101,6 +103,6 @@ def test_stage_time_is_counted_for_tables_and_streams(cfg):
         return pa.RecordBatchReader.from_batches(table.schema, batches())
 
     for shard, process in enumerate([slow_table, slow_stream]):
-        run_shard("refine", "c", shard, ["a"], cfg, process=process)
-        marker = io.read_json(paths.stats_uri(cfg.root, "c", "refine", shard))
+        run_shard("refine", CRAWL, shard, ["a"], cfg, process=process)
+        marker = io.read_json(paths.stats_uri(cfg.root, CRAWL, "refine", shard))
         assert marker["stats"]["seconds"] >= 0.2 and marker["stats"]["kept"] == 5

@@ -20,6 +20,8 @@ def read_collinfo(uri: str, cfg: PipelineConfig | None = None) -> list[dict]:
         crawls = json.loads(f.read())
     if not isinstance(crawls, list) or not all(isinstance(c, dict) and "id" in c for c in crawls):
         raise ValueError(f"{uri}: not a collinfo.json list of crawls")
+    for c in crawls:  # ids become folders and run ids: a list from elsewhere is checked like user input
+        paths.crawl_id(c["id"])
     return crawls
 
 
