@@ -35,6 +35,26 @@ runs = sa.Table(
 )
 
 
+# Where a release went: one row per (crawl, shard, hub target) upload, so `danqing lineage` and the
+# funnel page can name the repo, tag and commit that hold each shard's files.
+uploads = sa.Table(
+    "danqing_uploads",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("crawl", sa.String(64), nullable=False, index=True),
+    sa.Column("shard", sa.Integer, nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),  # huggingface | modelscope
+    sa.Column("repo_id", sa.String(250), nullable=False),
+    sa.Column("endpoint", sa.String(250), nullable=False),  # the hub's base URL, no credentials
+    sa.Column("tag", sa.String(250), nullable=False),
+    sa.Column("commit_id", sa.String(64), nullable=False),
+    sa.Column("files", sa.JSON, nullable=False),  # {path in repo: sha256}
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("try_number", sa.Integer, nullable=False),
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+)
+
+
 @dataclass(frozen=True)
 class Attempt:
     """Who ran a stage: an Airflow run id and try number, or the CLI."""
@@ -61,6 +81,23 @@ def record(url: str, **row) -> None:
     row.setdefault("created_at", dt.datetime.now(dt.UTC))
     with engine(url).begin() as conn:
         conn.execute(runs.insert().values(**row))
+
+
+def record_upload(url: str, **row) -> None:
+    """One shard's files as they landed on one hub repo (repo, tag, commit, checksums)."""
+    row.setdefault("created_at", dt.datetime.now(dt.UTC))
+    with engine(url).begin() as conn:
+        conn.execute(uploads.insert().values(**row))
+
+
+def uploaded(url: str, crawl: str) -> list[dict]:
+    """The newest upload row per (shard, kind, repo) of a crawl: where its release is now."""
+    with engine(url).connect() as conn:
+        rows = conn.execute(sa.select(uploads).where(uploads.c.crawl == crawl).order_by(uploads.c.id)).mappings().all()
+    newest: dict[tuple, dict] = {}
+    for r in rows:
+        newest[(r["shard"], r["kind"], r["repo_id"])] = {**r, "files": _as_dict(r["files"])}
+    return sorted(newest.values(), key=lambda r: (r["kind"], r["repo_id"], r["shard"]))
 
 
 def latest(url: str, crawl: str) -> list[dict]:

@@ -12,6 +12,7 @@ from danqing import lineage
 
 @pytest.fixture(params=["sqlite", "postgresql"])
 def url(request, tmp_path):
+    lineage.engine.cache_clear()  # each test gets a new database under the same name
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path}/lineage.sqlite"
     return create_pg_database(f"danqing_test_lineage_{os.getpid()}")
@@ -36,3 +37,15 @@ def test_funnel_sums_latest_attempt_per_shard(url):
         15, 9, {"caption_too_short": 3, "page_not_zho": 3}, 2)
     assert (refine["in"], refine["out"]) == (7, 6)
     assert lineage.crawls(url) == {"CC-MAIN-2025-47", "CC-MAIN-2025-43"}
+
+
+def test_uploads_keep_the_newest_row_per_shard_and_target(url):
+    row = dict(crawl="CC-MAIN-2025-47", kind="huggingface", repo_id="org/danqing", endpoint="https://hub.example",
+               tag="CC-MAIN-2025-47-abc", run_id="r", try_number=1)
+    lineage.record_upload(url, **row, shard=0, commit_id="c1", files={"data/x/pairs-00000.parquet": "aa"})
+    lineage.record_upload(url, **row, shard=0, commit_id="c2", files={"data/x/pairs-00000.parquet": "bb"})
+    lineage.record_upload(url, **{**row, "kind": "modelscope"}, shard=0, commit_id="m1", files={})
+    lineage.record_upload(url, **{**row, "crawl": "CC-MAIN-2025-43"}, shard=1, commit_id="o", files={})
+    got = lineage.uploaded(url, "CC-MAIN-2025-47")
+    assert [(r["kind"], r["commit_id"]) for r in got] == [("huggingface", "c2"), ("modelscope", "m1")]
+    assert got[0]["files"] == {"data/x/pairs-00000.parquet": "bb"}
