@@ -51,7 +51,7 @@ def sample_path(cfg: PipelineConfig, crawl: str, sample: str) -> str:
     else:
         if ("publish", shard) in outputs:
             release = paths.release_dir(cfg.release_root, crawl)
-            lines.append(f"  {'publish':<9} {'released':<28} {release}/pairs.parquet")
+            lines.append(f"  {'publish':<9} {'released':<28} {release}/data/{crawl}/")
     return "\n".join(lines)
 
 

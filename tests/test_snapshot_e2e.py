@@ -53,10 +53,10 @@ def release(snapshot_dag, airflow_db, tmp_path_factory):
 def test_release_has_rows_and_card(release):
     cfg, manifests = release
     folder = paths.release_dir(cfg.release_root, SAMPLE_CRAWL_ID)
-    pairs = pq.read_table(f"{folder}/pairs.parquet")
+    pairs = pq.read_table(f"{folder}/data/{SAMPLE_CRAWL_ID}")
     assert pairs.num_rows > 0 and pairs.num_rows == manifests[-1]["rows"]
     card = open(f"{folder}/README.md", encoding="utf-8").read()
-    assert "randomly initialised" in card and "| extract |" in card and "## Distributions" in card
+    assert "randomly initialised" in card and "| extract |" in card and "| caption length (chars) |" in card
     similarity = io.read_json(f"{folder}/similarity.json")["models"]["danqing-tiny:random-seed0"]
     assert similarity["in_band"] == pairs.num_rows and sum(similarity["counts"]) == similarity["pairs"]
 
@@ -64,7 +64,7 @@ def test_release_has_rows_and_card(release):
 def test_every_row_traces_to_its_warc_record(release):
     cfg, _ = release
     sample = paths.sample_crawl_root(cfg.root)
-    pairs = pq.read_table(f"{paths.release_dir(cfg.release_root, SAMPLE_CRAWL_ID)}/pairs.parquet").to_pylist()
+    pairs = pq.read_table(f"{paths.release_dir(cfg.release_root, SAMPLE_CRAWL_ID)}/data/{SAMPLE_CRAWL_ID}").to_pylist()
     for row in pairs:
         record = record_at(sample, row)
         assert record.rec_type == "response"
@@ -90,7 +90,7 @@ def test_rerun_gives_the_same_release(release):
 
 def test_lineage_traces_a_kept_sample(release):
     cfg, _ = release
-    pairs = pq.read_table(f"{paths.release_dir(cfg.release_root, SAMPLE_CRAWL_ID)}/pairs.parquet")
+    pairs = pq.read_table(f"{paths.release_dir(cfg.release_root, SAMPLE_CRAWL_ID)}/data/{SAMPLE_CRAWL_ID}")
     sample_id = pairs["id"][0].as_py()
     path = report.sample_path(cfg, SAMPLE_CRAWL_ID, sample_id)
     assert "warc" in path and "released" in path
