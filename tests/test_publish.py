@@ -244,3 +244,13 @@ def test_a_wrong_token_is_refused_and_never_echoed(cfg, hubs):
     assert "401" in str(err.value) and wrong not in str(err.value)
     rows = json.dumps(lineage.uploaded(cfg.lineage, A), default=str)
     assert HF_TOKEN not in rows and MS_TOKEN not in rows and wrong not in rows
+
+
+def test_upload_urls_are_logged_without_their_signature(cfg, hubs, caplog):
+    """Presigned upload URLs carry a signature (a short-lived credential): the client's log shows it masked."""
+    import logging
+
+    caplog.set_level(logging.INFO)
+    publish(cfg, hubs, "huggingface", "danqing/logged")
+    puts = [r.getMessage() for r in caplog.records if "PUT" in r.getMessage() and "/lfs/" in r.getMessage()]
+    assert puts and all("sig=***" in m for m in puts)

@@ -6,11 +6,25 @@ with hf_xet installed the client uploads through Xet storage, which only the rea
 
 from __future__ import annotations
 
+import logging
 import re
 import tempfile
 from pathlib import Path
 
+from danqing import redact
+
 MANIFEST = re.compile(r"^data/[^/]+/manifest\.json$")
+
+
+def _quiet_logs() -> None:
+    """No progress bars in task logs, and upload URLs logged redacted: their signature is a credential."""
+    from huggingface_hub.utils import disable_progress_bars
+
+    disable_progress_bars()
+    for name in ("httpx", "httpx2"):  # the client logs every request's URL at INFO
+        logger = logging.getLogger(name)
+        if not any(isinstance(f, redact.RedactingFilter) for f in logger.filters):
+            logger.addFilter(redact.RedactingFilter())
 
 
 class HuggingFace:
@@ -20,6 +34,7 @@ class HuggingFace:
     def __init__(self, repo_id: str, token: str, endpoint: str = "", private: bool = False):
         from huggingface_hub import HfApi
 
+        _quiet_logs()
         self.repo_id, self.private = repo_id, private
         self.api = HfApi(endpoint=endpoint or None, token=token)
         self.endpoint = self.api.endpoint
