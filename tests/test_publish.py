@@ -23,6 +23,7 @@ from danqing import lineage
 from danqing.config import PipelineConfig, PublishTarget
 from danqing.publish import release, upload
 from danqing.sample.hubs import HuggingFaceHub, ModelScopeHub
+from danqing.stages.publish import publish as build
 
 A, B = "CC-MAIN-2025-43", "CC-MAIN-2025-47"
 HF_TOKEN, MS_TOKEN = "hf_test_token_5Qx9v2", "ms-test-token-7Hk3p1"
@@ -42,7 +43,7 @@ def cfg(tmp_path_factory):
     cfg = PipelineConfig.from_overrides({"root": str(root), "publish": {"rows_per_file": 3},
                                          "dedup": {"released_index": False}})
     for crawl in (A, B):
-        release.build(cfg, crawl, fake_crawl(cfg, crawl, shards=2, rows=4))
+        build(cfg, crawl, fake_crawl(cfg, crawl, shards=2, rows=4))
     return cfg
 
 
@@ -86,7 +87,7 @@ def test_release_folder_has_split_pairs_card_and_plots(cfg):
 
 def test_rebuilding_gives_the_same_bytes(cfg):
     before = release.read_manifest(cfg, A)
-    release.build(cfg, A, fake_crawl(cfg, A, shards=2, rows=4))
+    build(cfg, A, fake_crawl(cfg, A, shards=2, rows=4))
     assert release.read_manifest(cfg, A) == before  # parquet, tars and plots alike
 
 
@@ -204,7 +205,7 @@ def test_a_tag_with_other_content_is_refused_unless_a_new_version_is_set(cfg, hu
     publish(cfg, hubs, kind, repo)
     first = release.read_manifest(cfg, A)
     changed = cfg.model_copy(update={"root": str(tmp_path / "data"), "publish": cfg.publish.model_copy()})
-    release.build(changed, A, fake_crawl(changed, A, shards=2, rows=4, variant="新"))  # same crawl, config: new rows
+    build(changed, A, fake_crawl(changed, A, shards=2, rows=4, variant="新"))  # same crawl, config: new rows
     assert release.read_manifest(changed, A)["tag"] == first["tag"]
     commits = len(hubs[kind].repos[repo].commits)
     with pytest.raises(ValueError, match=rf"tag {first['tag']} holding a different release.*publish.*version"):
@@ -213,7 +214,7 @@ def test_a_tag_with_other_content_is_refused_unless_a_new_version_is_set(cfg, hu
 
     versioned = changed.model_copy(update={"publish": changed.publish.model_copy(update={"version": "2"})})
     assert versioned.hash() == changed.hash()  # a version changes the tag, not the pipeline's outputs
-    release.build(versioned, A, fake_crawl(versioned, A, shards=2, rows=4, variant="新"))
+    build(versioned, A, fake_crawl(versioned, A, shards=2, rows=4, variant="新"))
     summary = publish(versioned, hubs, kind, repo)
     assert summary["published"] and summary["tag"] == f"{first['tag']}-2"
     assert hubs[kind].repos[repo].tags[first["tag"]] != summary["commit"]  # the first tag did not move

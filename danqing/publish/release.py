@@ -53,9 +53,9 @@ def read_manifest(cfg: PipelineConfig, crawl: str) -> dict:
     return json.loads(path.read_text(encoding="utf-8"))
 
 
-def build(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
+def build(cfg: PipelineConfig, crawl: str, assemble_uris: list[str], similarity: dict,
           attempt: lineage.Attempt = lineage.CLI) -> dict:
-    """Write {release_root}/{crawl}/ from the assembled shards; returns a small summary."""
+    """Write {release_root}/{crawl}/ from the assembled shards and the similarity histogram (align's)."""
     final = folder(cfg, crawl)
     staging = final.with_name(f".{final.name}.tmp-{uuid.uuid4().hex[:8]}")
     data, images, assets = (staging / p.format(crawl=crawl).rsplit("/", 1)[0] for p in PARTS.values())
@@ -79,10 +79,6 @@ def build(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
                 shards.append((shard, uri, table.num_rows))
         measures = {k: np.concatenate(v) if v else np.array([]) for k, v in measures.items()}
 
-        from danqing.stages import align
-
-        aligned = [paths.shard_uri(cfg.root, crawl, "align", s) for s, _, _ in shards]
-        similarity = align.histogram(cfg, crawl, aligned)
         io.write_json(similarity, str(staging / "similarity.json"))
         funnel = [{"stage": s["stage"], "in": s["in"], "out": s["out"], "dropped": dict(sorted(s["dropped"].items()))}
                   for s in lineage.funnel(cfg.lineage, crawl, paths.STAGES[:-1])]
@@ -100,10 +96,6 @@ def build(cfg: PipelineConfig, crawl: str, assemble_uris: list[str],
     finally:
         shutil.rmtree(staging, ignore_errors=True)
 
-    if cfg.dedup.released_index:  # later crawls dedup against what this release now holds
-        from danqing.stages.dedup import add_release
-
-        add_release(cfg, crawl, assemble_uris)
     for shard, uri, rows in shards:
         lineage.record(cfg.lineage, crawl=crawl, shard=shard, stage="publish", status="done",
                        run_id=attempt.run_id, try_number=attempt.try_number, inputs=[uri],

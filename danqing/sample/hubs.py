@@ -153,8 +153,7 @@ class HubServer:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    def routes(self) -> list[tuple[str, re.Pattern, str]]:
-        raise NotImplementedError
+    ROUTES: list[tuple[str, str, str]] = []  # (methods, path pattern, handler method)
 
 
 class _Server(ThreadingHTTPServer):
@@ -184,8 +183,8 @@ class _Handler(BaseHTTPRequestHandler):
         self.body = self.rfile.read(length) if length else b""
         with hub.lock:
             hub.requests.append((method, url.path))
-        for verb, pattern, name in hub.routes():
-            match = pattern.fullmatch(url.path)
+        for verb, pattern, name in hub.ROUTES:
+            match = re.fullmatch(pattern, url.path)
             if match and method in verb.split("|"):
                 try:
                     getattr(hub, name)(self, *[g and unquote(g) for g in match.groups()])
@@ -234,21 +233,20 @@ _REPO = r"([^/]+/[^/]+)"
 class HuggingFaceHub(HubServer):
     """The calls of huggingface_hub 2.4 (LFS, not Xet: set HF_HUB_DISABLE_XET=1) and of `datasets`."""
 
-    def routes(self):
-        return [
-            ("POST", re.compile(r"/api/repos/create"), "create"),
-            ("POST", re.compile(r"/api/validate-yaml"), "validate_yaml"),
-            ("GET", re.compile(rf"/api/datasets/{_REPO}(?:/revision/([^/]+))?"), "info"),
-            ("POST", re.compile(rf"/api/datasets/{_REPO}/preupload/([^/]+)"), "preupload"),
-            ("POST", re.compile(rf"/datasets/{_REPO}\.git/info/lfs/objects/batch"), "lfs_batch"),
-            ("PUT", re.compile(rf"/lfs/{_REPO}/([0-9a-f]{{64}})"), "lfs_put"),
-            ("POST", re.compile(rf"/lfs/{_REPO}/([0-9a-f]{{64}})/verify"), "lfs_verify"),
-            ("POST", re.compile(rf"/api/datasets/{_REPO}/commit/([^/]+)"), "commit_ndjson"),
-            ("POST", re.compile(rf"/api/datasets/{_REPO}/tag/([^/]+)"), "tag"),
-            ("GET", re.compile(rf"/api/datasets/{_REPO}/refs"), "refs"),
-            ("GET", re.compile(rf"/api/datasets/{_REPO}/tree/([^/]+)(?:/(.*))?"), "tree"),
-            ("GET|HEAD", re.compile(rf"/datasets/{_REPO}/resolve/([^/]+)/(.+)"), "resolve"),
-        ]
+    ROUTES = [
+        ("POST", r"/api/repos/create", "create"),
+        ("POST", r"/api/validate-yaml", "validate_yaml"),
+        ("GET", rf"/api/datasets/{_REPO}(?:/revision/([^/]+))?", "info"),
+        ("POST", rf"/api/datasets/{_REPO}/preupload/([^/]+)", "preupload"),
+        ("POST", rf"/datasets/{_REPO}\.git/info/lfs/objects/batch", "lfs_batch"),
+        ("PUT", rf"/lfs/{_REPO}/([0-9a-f]{{64}})", "lfs_put"),
+        ("POST", rf"/lfs/{_REPO}/([0-9a-f]{{64}})/verify", "lfs_verify"),
+        ("POST", rf"/api/datasets/{_REPO}/commit/([^/]+)", "commit_ndjson"),
+        ("POST", rf"/api/datasets/{_REPO}/tag/([^/]+)", "tag"),
+        ("GET", rf"/api/datasets/{_REPO}/refs", "refs"),
+        ("GET", rf"/api/datasets/{_REPO}/tree/([^/]+)(?:/(.*))?", "tree"),
+        ("GET|HEAD", rf"/datasets/{_REPO}/resolve/([^/]+)/(.+)", "resolve"),
+    ]
 
     def _repo(self, h: _Handler, repo_id: str, write: bool = False) -> Repo | None:
         repo = self.repos.get(repo_id)
@@ -429,17 +427,16 @@ class ModelScopeHub(HubServer):
 
     branch = "master"
 
-    def routes(self):
-        return [
-            ("POST", re.compile(r"/api/v1/datasets"), "create"),
-            ("POST", re.compile(rf"/api/v1/repos/datasets/{_REPO}/info/lfs/objects/batch"), "lfs_batch"),
-            ("PUT", re.compile(rf"/lfs/{_REPO}/([0-9a-f]{{64}})"), "blob_put"),
-            ("POST", re.compile(rf"/api/v1/repos/datasets/{_REPO}/commit/([^/]+)"), "commit_json"),
-            ("POST", re.compile(rf"/api/v1/datasets/{_REPO}/repo/tag"), "tag"),
-            ("GET", re.compile(rf"/api/v1/datasets/{_REPO}/revisions"), "revisions"),
-            ("GET", re.compile(rf"/api/v1/datasets/{_REPO}/repo/tree"), "tree"),
-            ("GET|HEAD", re.compile(rf"/api/v1/datasets/{_REPO}/repo"), "download"),
-        ]
+    ROUTES = [
+        ("POST", r"/api/v1/datasets", "create"),
+        ("POST", rf"/api/v1/repos/datasets/{_REPO}/info/lfs/objects/batch", "lfs_batch"),
+        ("PUT", rf"/lfs/{_REPO}/([0-9a-f]{{64}})", "blob_put"),
+        ("POST", rf"/api/v1/repos/datasets/{_REPO}/commit/([^/]+)", "commit_json"),
+        ("POST", rf"/api/v1/datasets/{_REPO}/repo/tag", "tag"),
+        ("GET", rf"/api/v1/datasets/{_REPO}/revisions", "revisions"),
+        ("GET", rf"/api/v1/datasets/{_REPO}/repo/tree", "tree"),
+        ("GET|HEAD", rf"/api/v1/datasets/{_REPO}/repo", "download"),
+    ]
 
     @staticmethod
     def ok(h: _Handler, data, status: int = 200) -> None:
