@@ -155,6 +155,9 @@ def test_release_goes_to_both_hubs_and_a_rerun_sends_nothing(release, hubs):
     uploads = lineage.uploaded(cfg.lineage, SAMPLE_CRAWL_ID)
     assert sorted({(u["kind"], u["tag"]) for u in uploads}) == [(k, manifest["tag"]) for k in KINDS]
     assert {u["shard"] for u in uploads} == {int(s) for s in manifest["shard_files"]}
+    table = report.funnel_table(cfg, SAMPLE_CRAWL_ID)  # `danqing lineage CRAWL`
+    for kind in KINDS:
+        assert f"published to {kind} danqing/sample ({hubs[kind].url}): tag {manifest['tag']}" in table
 
 
 @pytest.fixture(scope="module")
