@@ -29,10 +29,6 @@ COLUMNS = {
 }
 
 
-def data_dir(crawl: str) -> str:
-    return f"data/{crawl}"
-
-
 def render(manifests: list[dict], parts: list[str], publish: PublishConfig, repo_id: str = "<org>/<dataset>") -> str:
     """README.md for the crawls of `manifests`, as a target with `parts` receives them."""
     from huggingface_hub import DatasetCardData
@@ -43,8 +39,10 @@ def render(manifests: list[dict], parts: list[str], publish: PublishConfig, repo
     if "pairs" in parts:
         configs = [{"config_name": name, "data_files": [{"split": "train", "path": f"data/{glob}/*.parquet"}]}
                    for name, glob in [("default", "*")] + [(m["crawl"], m["crawl"]) for m in manifests]]
+    other = {"license_name": "common-crawl-terms-of-use", "license_link": "https://commoncrawl.org/terms-of-use"}
     meta = DatasetCardData(
-        language=["zh"], license=publish.license, pretty_name=publish.pretty_name,
+        language=["zh"], license=publish.license, **(other if publish.license == "other" else {}),
+        pretty_name=publish.pretty_name,
         task_categories=["image-to-text", "text-to-image"],
         size_categories=[next(label for bound, label in SIZE_CATEGORIES if total < bound)],
         tags=["image-text", "common-crawl", "chinese"], configs=configs or None)

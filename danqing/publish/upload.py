@@ -42,7 +42,7 @@ def upload(cfg: PipelineConfig, crawl: str, target: PublishTarget, token: str, e
     redact.register(token)
     manifest = release.read_manifest(cfg, crawl)
     folder = release.folder(cfg, crawl)
-    tag, manifest_path = manifest["tag"], f"{card.data_dir(crawl)}/manifest.json"
+    tag, manifest_path = manifest["tag"], f"data/{crawl}/manifest.json"
     hub = HUBS[target.kind](target.repo_id, token, endpoint, target.private)
     where = f"{target.kind} {target.repo_id} ({redact.redact(hub.endpoint)})"
     files, patterns = target_files(manifest, target.parts)
