@@ -80,6 +80,7 @@ class HubServer:
     """A hub on 127.0.0.1 in a thread: repos, blobs, a request log; a context manager."""
 
     branch = "main"
+    ROUTES: list[tuple[str, str, str]] = []  # (methods "GET|HEAD", path regex, handler method name)
 
     def __init__(self, token: str, port: int = 0):
         self.token = token
@@ -152,8 +153,6 @@ class HubServer:
 
     def __exit__(self, *exc) -> None:
         self.stop()
-
-    ROUTES: list[tuple[str, str, str]] = []  # (methods, path pattern, handler method)
 
 
 class _Server(ThreadingHTTPServer):
