@@ -2,10 +2,15 @@
 
 A byte-level scan, not a DOM: extraction needs only <img> attributes, so no tree is built and
 no page is decoded whole. The scan itself is compiled (danqing/imgscan.pyx), since it runs once
-per tag. It follows the HTML tokenizer where it matters for images: tag and attribute names are
-case-insensitive, the first of repeated attributes wins, values may be double-, single- or
-unquoted, entities are decoded, and the contents of comments, <script>, <style>, <textarea>,
-<title> and the like are not markup.
+per tag. It is the HTML standard's tokenizer where it matters for images: every tag is read to its
+'>' by the attribute rules, names are case-insensitive, the first of repeated attributes wins,
+values are double-, single- or unquoted, character references are resolved by the attribute-value
+rule, comments and the contents of <script>, <style>, <textarea>, <title> and the like are not
+markup, and <image> is <img>.
+
+Not modelled, as no tree is built: foreign content (an <svg> <image> with an alt would be read
+as an <img>; SVG's carries href and no alt) and the insertion modes that drop an <img> (framesets).
+<noscript> is read as markup, as a browser without scripting (a crawler) reads it.
 
 It runs on the raw bytes: the ASCII bytes of markup (<, >, =, quotes, whitespace) never occur
 inside a multi-byte character of UTF-8, GB18030 or Big5, so only the attribute values used
@@ -129,7 +134,7 @@ def images(payload: bytes, page_url: str, http_charset: str | None, min_side_px:
     utf16 = payload.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE))
     if utf16:  # the one common encoding whose markup is not ASCII bytes: scanned as UTF-8
         payload = payload.decode("utf-16", "replace").encode()
-    found, base, tags = captioned_images(payload, min_side_px)
+    found, base, tags, _ = captioned_images(payload, min_side_px)
     if tags > max_depth * _DEPTH_CHECK_TAGS and nesting_depth(payload) > max_depth:
         raise TooDeep(f"elements nest deeper than {max_depth}")
     if not found:
