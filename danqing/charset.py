@@ -77,8 +77,8 @@ _LABELS = {label: (codec if codec == REPLACEMENT else codecs.lookup(codec).name)
 
 _ASCII_SPACE = "\t\n\x0c\r "
 _BYTES_SPACE = b"\t\n\x0c\r "
-PRESCAN_BYTES = 1024
-DETECT_BYTES = 32_768
+_PRESCAN_BYTES = 1024
+_DETECT_BYTES = 32_768
 _DETECT_MIN_EVIDENCE = 256
 _CHINESE_CODECS = ["gb18030", "big5hkscs"]  # with utf-8 (tried first), what Chinese pages are written in
 _HIGH_BYTES = re.compile(rb"[\x80-\xff]")
@@ -103,7 +103,7 @@ def lookup(label: str | bytes | None) -> str | None:
 def declared(payload: bytes, metas: list[tuple]) -> str | None:
     """The encoding the page declares: its first usable <meta> as the tokenizer met it (metas, as
     imgscan.captioned_images reports them), else the prescan of its first bytes; None if neither."""
-    return meta_charset(metas) or prescan(payload[:PRESCAN_BYTES])
+    return meta_charset(metas) or prescan(payload[:_PRESCAN_BYTES])
 
 
 def meta_charset(metas: list[tuple]) -> str | None:
@@ -339,7 +339,7 @@ def detect(payload: bytes, candidates: list[str] | None = None) -> str | None:
     the detector finds none."""
     from charset_normalizer import from_bytes
 
-    best = from_bytes(payload[:DETECT_BYTES], cp_isolation=candidates).best()
+    best = from_bytes(payload[:_DETECT_BYTES], cp_isolation=candidates).best()
     if best is None:
         return None
     name = codecs.lookup(best.encoding).name

@@ -23,12 +23,12 @@ from __future__ import annotations
 import codecs
 import re
 
-from danqing.charset import REPLACEMENT, page_charset
-
 try:
     from danqing.imgscan import captioned_images, decoded_pairs
 except ImportError as e:  # a source tree that was never installed
     raise ImportError("danqing.imgscan is compiled at install: run `make .venv/.installed`") from e
+
+from danqing.charset import REPLACEMENT, page_charset  # imports imgscan too
 
 # Visible-text approximation for a page without a language label: markup and non-text blocks go.
 _NOT_TEXT = re.compile(rb"<(script|style|noscript)\b.*?(?:</\1\s*>|\Z)|<!--.*?(?:-->|\Z)|<[a-zA-Z/!?][^>]*+(?:>|\Z)",
