@@ -126,7 +126,6 @@ cdef inline bint _tag_at(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n,
 
 cdef Py_ssize_t _raw_text_end(const unsigned char *buf, Py_ssize_t pos, Py_ssize_t n, const char *name) noexcept nogil:
     """Position of the '<' of the end tag that closes RAWTEXT or RCDATA started at pos, or -1."""
-    cdef Py_ssize_t k = strlen(name)
     while True:
         pos = _after(buf, pos, n, 60)  # past '<'
         if pos < 0:
