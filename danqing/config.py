@@ -92,8 +92,8 @@ class DownloadConfig(Section):
     user_agent: str = "danqing-pipeline/0.1 (+https://github.com/danqing-pipeline; image-text research)"
     concurrency: int = Field(64, ge=1, description="requests in flight per shard")
     # The per-host budget: requests in flight and requests started per second to any one host.
-    # With coordination_url it holds across every worker, task and loop (per crawl store); without,
-    # each event loop keeps its own with 1/n of it (n loops per shard), as before: a per-shard budget.
+    # With coordination_url it holds across every worker, task and loop that shares the store; without,
+    # each event loop keeps its own with 1/n of it (n loops per shard), as before: a budget per shard.
     per_host_concurrency: int = Field(8, ge=1)
     per_host_requests_per_s: float = Field(20.0, ge=0, le=10_000, description="0 = no cap")
     # Hosts that publish their own limits: host -> {"concurrency": C, "requests_per_s": R} (either may be left out).

@@ -9,6 +9,7 @@ are kept by this loop, or shared by every worker of the crawl through the coordi
 from __future__ import annotations
 
 import asyncio
+import math
 import socket
 from dataclasses import dataclass
 from urllib.parse import urljoin, urlsplit
@@ -141,8 +142,8 @@ class Fetcher:
     async def _hop(self, url: str) -> _Hop:
         host = (urlsplit(url).hostname or "").lower()
         lease = await self.hosts.acquire(host)
-        if isinstance(lease, str):
-            return _Hop(Fetched(_REFUSALS[lease]))
+        if isinstance(lease, str):  # paused past our wait: retrying within this run is no use
+            return _Hop(Fetched(_REFUSALS[lease], wait_s=math.inf if lease == PAUSED else None))
         try:
             # Host slot first, then a global one: a crowded host never holds global slots while it waits.
             async with self._global:

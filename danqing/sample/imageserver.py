@@ -1,7 +1,7 @@
 """Serve the sample crawl's image hosts on loopback, routed by the Host header.
 
-Files live at {sample}/www/<host>/<path>; {sample}/www/_server.json adds per-URL delays and
-headers and per-host robots.txt, latency and rate limit (above it: 429 with Retry-After, as a
+Files live at {sample}/www/<host>/<path>; {sample}/www/_server.json adds per-URL delays, headers
+and statuses, and per-host robots.txt, latency and rate limit (above it: 429 with Retry-After, as a
 host that publishes its limit answers). Content-Type is sniffed from the bytes, so a .jpg that
 holds HTML is served as text/html, like a real misconfigured CDN. Every request is metered per
 host (`ImageServer.meter`): requests in flight and requests per second, what a host sees of us.
@@ -54,25 +54,26 @@ class HostMeter:
 
     in_flight: dict[str, int] = field(default_factory=lambda: defaultdict(int))
     seconds: dict[str, dict[int, Second]] = field(default_factory=lambda: defaultdict(lambda: defaultdict(Second)))
-    log: list[tuple[float, str, str, int]] = field(default_factory=list)  # (time, host, path, status)
+    log: list[tuple[float, float, str, str, int]] = field(default_factory=list)  # (came, left, host, path, status)
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
-    def enter(self, host: str, limit: float | None) -> bool:
-        """Count a request's arrival; False when it is over the host's requests-per-second limit."""
+    def enter(self, host: str, limit: float | None) -> tuple[float, bool]:
+        """Count a request's arrival: (its time, False when it is over the host's requests-per-second limit)."""
         with self._lock:
-            second = self.seconds[host][int(time.time())]
+            now = time.time()
+            second = self.seconds[host][int(now)]
             second.requests += 1
             self.in_flight[host] += 1
             second.max_in_flight = max(second.max_in_flight, self.in_flight[host])
             if limit is not None and second.requests > limit:
                 second.too_many += 1
-                return False
-            return True
+                return now, False
+            return now, True
 
-    def leave(self, host: str, path: str, status: int) -> None:
+    def leave(self, came: float, host: str, path: str, status: int) -> None:
         with self._lock:
             self.in_flight[host] -= 1
-            self.log.append((time.time(), host, path, status))
+            self.log.append((came, time.time(), host, path, status))
 
     def summary(self) -> dict[str, dict]:
         """host -> requests, 429s, max in flight, max requests in a second, and every second's figures."""
@@ -106,17 +107,18 @@ class _Handler(BaseHTTPRequestHandler):
         host = (self.headers.get("Host") or "").split(":", 1)[0].lower()
         path = posixpath.normpath(urlsplit(self.path).path)
         self.status = 0
-        if not meter.enter(host, rules.get("limits", {}).get(host)):
+        came, allowed = meter.enter(host, rules.get("limits", {}).get(host))
+        if not allowed:
             # Counted by the second: the next one has room.
             self._send(429, b"slow down\n", "text/plain", {"Retry-After": "1"}, body)
-            return meter.leave(host, path, 429)
+            return meter.leave(came, host, path, 429)
         try:
             latency = rules.get("latency_s", {}).get(host)
             if latency:
                 time.sleep(latency)
             self._reply(host, path, body)
         finally:
-            meter.leave(host, path, self.status)
+            meter.leave(came, host, path, self.status)
 
     def _reply(self, host: str, path: str, body: bool) -> None:
         www: Path = self.server.www
@@ -125,6 +127,8 @@ class _Handler(BaseHTTPRequestHandler):
         delay = rules.get("delay_s", {}).get(key)
         if delay:
             time.sleep(delay)
+        if key in rules.get("status", {}):  # e.g. a 503 or a 429, with what "headers" give it
+            return self._send(rules["status"][key], b"", "text/plain", rules.get("headers", {}).get(key, {}), body)
         if path == "/robots.txt" and host in rules.get("robots", {}):
             return self._send(200, rules["robots"][host].encode(), "text/plain", {}, body)
         file = (www / host / path.lstrip("/")).resolve()
