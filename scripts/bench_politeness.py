@@ -86,7 +86,7 @@ def run_ours(urls: list[str], work: Path, server, tasks: int, coordination: str)
     from danqing import io
 
     download = {"host_overrides": server.host_overrides, "allow_loopback": True, "resize_mode": "center_crop",
-                "image_size_px": 256, "per_host_concurrency": 4, "per_host_requests_per_s": 40,
+                "image_size_px": 256, "per_host_concurrency": 4, "per_host_requests_per_s": 40, "processes": 1,
                 "host_budgets": {BIG: {"concurrency": HOSTS[BIG][2], "requests_per_s": HOSTS[BIG][3]}}}
     # img2dataset applies no visual filters; count what we store, as it does.
     visual = {"min_side_px": 0, "min_aspect": 0.0, "max_aspect": 1e9, "min_pixel_std": 0,
@@ -136,7 +136,8 @@ def run_img2dataset(urls: list[str], work: Path, cli: str) -> dict:
     return {"seconds": seconds, "success": sum(s["successes"] for s in stats)}
 
 
-def report(name: str, run: dict, seen: dict, n_urls: int, floor: tuple[float, str], counts: dict[str, int]) -> None:
+def report(name: str, run: dict, seen: dict, n_urls: int, floor: tuple[float, str], counts: dict[str, int],
+           verbose: bool = False) -> None:
     over = set()  # seconds in which some host was over its budget (requests or connections)
     for host, s in seen.items():
         _, _, conns, rate = HOSTS[host]
@@ -151,6 +152,9 @@ def report(name: str, run: dict, seen: dict, n_urls: int, floor: tuple[float, st
     print(f"  success                  {100 * run['success'] / n_urls:.1f}% ({run['success']}/{n_urls})")
     print(f"  time                     {run['seconds']:.1f} s; floor {floor[0]:.1f} s ({counts[floor[1]]} URLs on "
           f"{floor[1]} within its budget): {run['seconds'] / floor[0]:.2f}x the floor", flush=True)
+    if verbose:
+        for host in hosts:
+            print(f"  {host} per second: {[n for n, _ in seen.get(host, {}).get('seconds', {}).values()]}")
 
 
 def main() -> None:
@@ -160,6 +164,7 @@ def main() -> None:
     parser.add_argument("--uncoordinated", action="store_true",
                         help="also run our tasks without Redis (a budget per task)")
     parser.add_argument("--skip-img2dataset", action="store_true")
+    parser.add_argument("--verbose", action="store_true", help="also print every host's requests per second")
     args = parser.parse_args()
 
     import redis
@@ -184,7 +189,7 @@ def main() -> None:
                     server.meter.reset()
                     (work / f"ours{i}").mkdir()
                     ours = run_ours(urls, work / f"ours{i}", server, args.tasks, coordination)
-                    report(name, ours, server.meter.summary(), len(urls), floor, counts)
+                    report(name, ours, server.meter.summary(), len(urls), floor, counts, args.verbose)
             finally:
                 client = redis.Redis.from_url(REDIS)
                 keys = list(client.scan_iter(f"{prefix}:*"))

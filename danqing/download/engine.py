@@ -71,16 +71,19 @@ async def fetch_all(urls: list[str], d: DownloadConfig, settings: dec.Settings, 
     loop = asyncio.get_running_loop()
     results: dict[str, dict] = {}
     writes = []
-    # Bounds bodies held in memory while the decoders catch up.
-    inflight = asyncio.Semaphore(2 * d.concurrency)
+    # Bounds requests and bodies held in memory while the decoders catch up. Taken right before a request,
+    # not while a URL waits for its host's budget: a slow host's queue never holds up the other hosts.
+    room = asyncio.Semaphore(2 * d.concurrency)
 
     async def one(url: str) -> None:
-        async with inflight:
-            got = await fetcher.fetch(url)
-            r = {"reason": got.reason, "http_status": got.http_status, "attempts": got.attempts,
-                 "bytes": len(got.body) if got.body is not None else None}
-            if not got.reason:
+        got = await fetcher.fetch(url, room)
+        r = {"reason": got.reason, "http_status": got.http_status, "attempts": got.attempts,
+             "bytes": len(got.body) if got.body is not None else None}
+        if got.body is not None:
+            try:
                 r.update(await decoders.decode(got.body))
+            finally:
+                room.release()
         r["error_class"] = error_class(r["reason"])
         results[url] = r
         if on_result is not None:

@@ -104,12 +104,17 @@ class Fetcher:
         if self.store is not None:
             await self.store.close()
 
-    async def fetch(self, url: str) -> Fetched:
-        """The image bytes or a failure reason, after retries of transient failures."""
+    async def fetch(self, url: str, room: asyncio.Semaphore | None = None) -> Fetched:
+        """The image bytes or a failure reason, after retries of transient failures.
+
+        `room` bounds the bodies a caller holds: a permit is taken right before each request (never while
+        waiting for a host's budget, where it would hold up other hosts); the caller keeps it when the body
+        comes back, and releases it once done with the body.
+        """
         attempts = 0
         while True:
             attempts += 1
-            got = await self._follow(url)
+            got = await self._follow(url, room)
             got.attempts = attempts
             if got.reason not in _HOST_FAILURES or attempts > self.cfg.retries:
                 return got
@@ -121,7 +126,7 @@ class Fetcher:
             self.stats.error("download_retry")
             await asyncio.sleep(wait)
 
-    async def _follow(self, url: str) -> Fetched:
+    async def _follow(self, url: str, room: asyncio.Semaphore | None) -> Fetched:
         """One try: every hop of the redirect chain checked by the guard and robots.txt."""
         seen = {url}
         for _ in range(self.cfg.max_redirects + 1):
@@ -130,7 +135,7 @@ class Fetcher:
                 reason = await self.robots.check(url)
             if reason:
                 return Fetched(reason)
-            hop = await self._hop(url)
+            hop = await self._hop(url, room)
             if hop.fetched is not None:
                 return hop.fetched
             url = hop.location
@@ -139,7 +144,7 @@ class Fetcher:
             seen.add(url)
         return Fetched(DOWNLOAD_TOO_MANY_REDIRECTS)
 
-    async def _hop(self, url: str) -> _Hop:
+    async def _hop(self, url: str, room: asyncio.Semaphore | None) -> _Hop:
         host = (urlsplit(url).hostname or "").lower()
         lease = await self.hosts.acquire(host)
         if isinstance(lease, str):  # paused past our wait: retrying within this run is no use
@@ -147,8 +152,15 @@ class Fetcher:
         try:
             # Host slot first, then a global one: a crowded host never holds global slots while it waits.
             async with self._global:
-                await self.hosts.on_time(lease)
-                hop = await self._request(url)
+                if room is not None:
+                    await room.acquire()
+                hop = None
+                try:
+                    await self.hosts.on_time(lease)
+                    hop = await self._request(url)
+                finally:
+                    if room is not None and (hop is None or hop.fetched is None or hop.fetched.body is None):
+                        room.release()  # no body for the caller to hold: the permit goes back now
         except BaseException:
             await asyncio.shield(self.hosts.release(lease, None))
             raise
