@@ -168,8 +168,8 @@ class Fetcher:
         await self._done(lease, got.reason, got.http_status, got.wait_s)
         return hop
 
-    async def _done(self, lease: Lease, reason: str, status: int, wait_s: float | None) -> None:
-        """Tell the host's state how the request went: a pause for a Retry-After, the breaker, the slot back."""
+    async def _done(self, lease: Lease, reason: str | None, status: int, wait_s: float | None) -> None:
+        """Tell the host's state how a request went (reason None: say nothing to the breaker); the slot back."""
         if wait_s is None and status == 429:
             wait_s = self.cfg.backoff_s  # slow down, without a word of how long
         if wait_s:

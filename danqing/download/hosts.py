@@ -96,11 +96,16 @@ class Hosts:
         lease.start = start
         delay = start - time.monotonic()
         if delay > 0:
-            try:
-                await asyncio.sleep(delay)
-            except BaseException:
-                await asyncio.shield(self.release(lease, None))
-                raise
+            await asyncio.sleep(delay)
+
+    async def _granted(self, lease: Lease, start: float) -> Lease:
+        """The new lease once its start time comes; given back if the wait is cancelled (no caller has it)."""
+        try:
+            await self._sleep_until(lease, start)
+        except BaseException:
+            await asyncio.shield(self.release(lease, None))
+            raise
+        return lease
 
     def _wait(self, remaining_s: float) -> float | str:
         """Seconds to wait out a pause, or PAUSED when it is longer than a fetch waits."""
@@ -135,8 +140,7 @@ class LocalHosts(Hosts):
                 return verdict
             await asyncio.sleep(verdict)
         lease = Lease(host, "", budget)
-        await self._sleep_until(lease, await self._next_start(lease))
-        return lease
+        return await self._granted(lease, await self._next_start(lease))
 
     def _verdict(self, host: str) -> float | str:
         now = time.monotonic()
@@ -285,9 +289,7 @@ class SharedHosts(Hosts):
                 await asyncio.sleep(poll * (0.5 + random.random()))
                 poll = min(poll * 2, _POLL_S[1])
         self._start_heartbeat()
-        lease = Lease(host, token, budget)
-        await self._sleep_until(lease, time.monotonic() + n / 1e6)
-        return lease
+        return await self._granted(Lease(host, token, budget), time.monotonic() + n / 1e6)
 
     async def _next_start(self, lease: Lease) -> float:
         _, nxt, *_ = self._keys(lease.host)
