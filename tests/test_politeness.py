@@ -216,3 +216,12 @@ def test_an_unreachable_store_fails_the_shard_with_the_password_masked():
     with pytest.raises(coord.CoordinationError) as e:
         asyncio.run(scenario())
     assert "hunter22" not in str(e.value) and "127.0.0.1:1" in str(e.value)
+
+
+def test_the_scoring_pod_gets_no_coordination_url(monkeypatch):
+    """The pod does not download, and the URL may hold the store's password: it stays out of pod arguments."""
+    from operators.scoring import _pod_config
+
+    monkeypatch.setenv("DANQING_COORDINATION_URL", "redis://:hunter22@redis:6379/2")
+    config = _pod_config(PipelineConfig())
+    assert "coordination_url" not in config["download"] and "hunter22" not in str(config)
