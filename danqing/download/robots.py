@@ -2,7 +2,7 @@
 
 robots.txt is fetched once per event loop, or, with a coordination store, once per host for every
 worker of the crawl: one worker fetches it while the others wait, and the answer stands for a day
-(RFC 9309 caps caching at 24 hours); an answer that failed stands for a minute, so a rerun asks again.
+(RFC 9309 caps caching at 24 hours); a failed fetch stands for a minute, so a later task asks again.
 """
 
 from __future__ import annotations
