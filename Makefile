@@ -4,7 +4,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test airflow lint bench-source bench-extract bench-text bench-download bench-score bench-dedup clean
+.PHONY: demo test airflow lint bench-source bench-extract bench-text bench-download bench-score bench-dedup bench-politeness clean
 
 $(STAMP): requirements.txt pyproject.toml danqing/imgscan.pyx
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -36,6 +36,9 @@ bench-text: $(STAMP)
 
 bench-download: $(STAMP)
 	$(PY) scripts/bench_download.py
+
+bench-politeness: $(STAMP)
+	$(PY) scripts/bench_politeness.py
 
 bench-score: $(STAMP)
 	$(PY) scripts/bench_score.py

@@ -81,10 +81,28 @@ class RefineConfig(Section):
     cache_size: int = Field(100_000, ge=0, description="captions whose verdict is memoized per process")
 
 
+class HostBudget(Section):
+    """One host's own budget; a field left out keeps the default (per_host_concurrency, per_host_requests_per_s)."""
+
+    concurrency: int | None = Field(None, ge=1)
+    requests_per_s: float | None = Field(None, ge=0, le=10_000, description="0 = no cap")
+
+
 class DownloadConfig(Section):
     user_agent: str = "danqing-pipeline/0.1 (+https://github.com/danqing-pipeline; image-text research)"
     concurrency: int = Field(64, ge=1, description="requests in flight per shard")
+    # The per-host budget: requests in flight and requests started per second to any one host.
+    # With coordination_url it holds across every worker, task and loop that shares the store; without,
+    # each event loop keeps its own with 1/n of it (n loops per shard), as before: a budget per shard.
     per_host_concurrency: int = Field(8, ge=1)
+    per_host_requests_per_s: float = Field(20.0, ge=0, le=10_000, description="0 = no cap")
+    # Hosts that publish their own limits: host -> {"concurrency": C, "requests_per_s": R} (either may be left out).
+    host_budgets: dict[str, HostBudget] = {}
+    # Redis that shares the budgets, robots.txt, Retry-After pauses, tripped hosts and DNS answers between
+    # every worker (e.g. redis://127.0.0.1:6379/2; keys under "danqing:", or ?prefix=NAME). "" = each event
+    # loop keeps its own (the embedded default). Where workers run, not what they write: not in the hash.
+    coordination_url: str = Field(default_factory=lambda: os.environ.get("DANQING_COORDINATION_URL", ""))
+    coordination_lease_s: float = Field(5.0, ge=0.5, le=300, description="a killed worker's share returns within this")
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 10.0
     total_timeout_s: float = 20.0
@@ -94,6 +112,7 @@ class DownloadConfig(Section):
     backoff_s: float = 0.5  # first retry waits this, then doubles
     max_retry_after_s: float = 30.0  # a longer Retry-After gives up now; a rerun tries again
     host_max_failures: int = Field(16, ge=1, description="consecutive transient failures that trip a host")
+    host_cooldown_s: float = Field(300.0, ge=0, le=86_400, description="a tripped host is skipped this long")
     max_pixels: int = 40_000_000
     allow_loopback: bool = False
     respect_robots: bool = True
@@ -230,7 +249,7 @@ class PipelineConfig(Section):
     source: SourceConfig = SourceConfig()
     extract: ExtractConfig = ExtractConfig()
     refine: RefineConfig = RefineConfig()
-    download: DownloadConfig = DownloadConfig()
+    download: DownloadConfig = Field(default_factory=DownloadConfig)  # reads $DANQING_COORDINATION_URL when made
     visual: VisualConfig = VisualConfig()
     score: ScoreConfig = ScoreConfig()
     dedup: DedupConfig = DedupConfig()
@@ -246,9 +265,11 @@ class PipelineConfig(Section):
         data = self.model_dump(exclude={"root", "lineage_url", "storage_options"})
         del data["download"]["host_overrides"], data["source"]["storage_options"]  # loopback map, credentials
         del data["publish"]["targets"], data["publish"]["version"]  # where a release goes, and its tag suffix
-        # Parallelism changes how fast, not what: a shard split over processes writes the same bytes.
+        # Parallelism changes how fast, not what: a shard split over processes writes the same bytes;
+        # so does sharing the per-host budgets through a store (whose URL may hold a password).
         for section, key in (("score", "workers"), ("download", "processes"), ("download", "decode_workers"),
-                             ("download", "decode_pool")):
+                             ("download", "decode_pool"), ("download", "coordination_url"),
+                             ("download", "coordination_lease_s")):
             del data[section][key]
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]

@@ -55,7 +55,8 @@ def pod_arguments(src: dict, crawl: str, config: dict) -> list[str]:
 
 def _pod_config(cfg) -> dict:
     # Secrets stay out of pod arguments: the pod gets storage credentials and the lineage URL from its env.
-    config = cfg.model_dump(mode="json", exclude={"storage_options", "lineage_url"})
+    config = cfg.model_dump(mode="json", exclude={"storage_options": True, "lineage_url": True,
+                                                  "download": {"coordination_url"}})  # may hold a password
     if not cfg.score.workers:  # the pod's CPUs decode while its GPU scores: all but the one feeding the GPU
         config["score"]["workers"] = max(1, pod_cpus(cfg.score.pod.cpu) - 1)
     return config

@@ -76,8 +76,10 @@ def run_ours(urls: list[str], work: Path, download: dict) -> dict:
         "download": {"allow_loopback": True, "resize_mode": "center_crop", "image_size_px": 256,
                      "respect_robots": False,  # img2dataset does not read robots.txt
                      # Every URL is on one loopback host: the per-host politeness cap would
-                     # measure the cap, not the engine (img2dataset has none).
-                     "per_host_concurrency": 64, "concurrency": 64, **download},
+                     # measure the cap, not the engine (img2dataset has none). bench-politeness
+                     # measures the budgets, shared through Redis; here each loop keeps its own.
+                     "per_host_concurrency": 64, "per_host_requests_per_s": 0, "coordination_url": "",
+                     "concurrency": 64, **download},
         # img2dataset applies no visual filters; count what we store, as it does.
         "visual": {"min_side_px": 0, "min_aspect": 0.0, "max_aspect": 1e9, "min_pixel_std": 0,
                    "min_laplacian_var": 0, "min_hist_entropy_bits": 0},

@@ -62,7 +62,7 @@ def make_cfg(root: Path | str, port: int, **download) -> PipelineConfig:
                      "allow_loopback": True, "connect_timeout_s": 1.0, "read_timeout_s": 0.5,
                      "total_timeout_s": 2.0, "retries": 1, "backoff_s": 0.05, "max_bytes": 1_000_000,
                      "resize_mode": "center_crop", "image_size_px": 128, "decode_pool": "thread",
-                     "decode_workers": 2, **download},
+                     "decode_workers": 2, "coordination_url": "", "per_host_requests_per_s": 0, **download},
     })
 
 
@@ -303,7 +303,7 @@ def test_loopback_refused_unless_allowed_and_breaker_trips(tmp_path, server):
 
 @pytest.mark.parametrize("error, reason", [
     (socket.gaierror(socket.EAI_NONAME, "Name or service not known"), "download_dns"),
-    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), "download_connection"),
+    (socket.gaierror(socket.EAI_AGAIN, "Temporary failure in name resolution"), "download_dns_temporary"),
     (guard.BlockedAddress("x"), "download_blocked_address"),
 ])
 def test_dns_failures_by_class(error, reason):

@@ -2,11 +2,14 @@
 
 One loop with decode threads stays well short of two cores: aiohttp's parsing, PIL's JPEG encoder
 and the glue between them all want the GIL. So a big shard is cut into shares: every n-th URL of
-the schedule, with 1/n of the global, per-host and breaker limits, each share fetched by its own
-loop and decode pool in its own process (this one runs the first share). A child writes its
-results into the shard's resume cache as the parent does and streams them back, pickled, a frame
-each on stdout. Results are merged by URL, so the shard's output does not depend on how many
-loops fetched it. The price of a split: robots.txt is fetched once per loop and host.
+the schedule, with 1/n of the global limit and decoders, each share fetched by its own loop and
+decode pool in its own process (this one runs the first share). A child writes its results into the
+shard's resume cache as the parent does and streams them back, pickled, a frame each on stdout.
+Results are merged by URL, so the shard's output does not depend on how many loops fetched it.
+
+Per-host budgets, robots.txt and DNS answers: with a coordination store every loop of every worker
+shares them (hosts.py); without one each loop keeps its own, with 1/n of the per-host limits, and
+asks robots.txt once per loop and host.
 
 Run as `python -m danqing.download.engine` for a child: a pickled job on stdin, framed results on stdout.
 """
@@ -35,13 +38,14 @@ MIN_URLS_PER_LOOP = 500
 
 
 def fetch(urls: list[str], d: DownloadConfig, settings: dec.Settings, stats: StageStats,
-          cache: ResultCache | None = None) -> dict[str, dict]:
+          cache: ResultCache | None = None, crawl: str = "local") -> dict[str, dict]:
     """url -> result (reason, error_class, sizes, hashes, jpg) for every URL; never raises per URL."""
     order = schedule(urls)
     n = loops(d, len(order))
     if n == 1:
-        return _run_loop(fetch_all(order, d, settings, stats, cache))
-    return _run_loop(_fetch_split([order[i::n] for i in range(n)], _share_of(d, n), settings, stats, cache))
+        return _run_loop(fetch_all(order, d, settings, stats, cache, crawl=crawl))
+    shares = [order[i::n] for i in range(n)]
+    return _run_loop(_fetch_split(shares, _share_of(d, n), settings, stats, cache, crawl))
 
 
 def loops(d: DownloadConfig, n_urls: int) -> int:
@@ -61,22 +65,25 @@ def schedule(urls: list[str]) -> list[str]:
 
 
 async def fetch_all(urls: list[str], d: DownloadConfig, settings: dec.Settings, stats: StageStats,
-                    cache: ResultCache | None = None,
-                    on_result: Callable[[str, dict], None] | None = None) -> dict[str, dict]:
+                    cache: ResultCache | None = None, on_result: Callable[[str, dict], None] | None = None,
+                    crawl: str = "local") -> dict[str, dict]:
     """One event loop's share: fetch, decode in the pool, record each result in the cache as it comes."""
     loop = asyncio.get_running_loop()
     results: dict[str, dict] = {}
     writes = []
-    # Bounds bodies held in memory while the decoders catch up.
-    inflight = asyncio.Semaphore(2 * d.concurrency)
+    # Bounds requests and bodies held in memory while the decoders catch up. Taken right before a request,
+    # not while a URL waits for its host's budget: a slow host's queue never holds up the other hosts.
+    room = asyncio.Semaphore(2 * d.concurrency)
 
     async def one(url: str) -> None:
-        async with inflight:
-            got = await fetcher.fetch(url)
-            r = {"reason": got.reason, "http_status": got.http_status, "attempts": got.attempts,
-                 "bytes": len(got.body) if got.body is not None else None}
-            if not got.reason:
+        got = await fetcher.fetch(url, room)
+        r = {"reason": got.reason, "http_status": got.http_status, "attempts": got.attempts,
+             "bytes": len(got.body) if got.body is not None else None}
+        if got.body is not None:
+            try:
                 r.update(await decoders.decode(got.body))
+            finally:
+                room.release()
         r["error_class"] = error_class(r["reason"])
         results[url] = r
         if on_result is not None:
@@ -88,7 +95,7 @@ async def fetch_all(urls: list[str], d: DownloadConfig, settings: dec.Settings, 
 
     decoders = await open_pool(settings, d.decode_pool, d.decode_workers)
     try:
-        async with Fetcher(d, stats) as fetcher:
+        async with Fetcher(d, stats, crawl) as fetcher:
             await asyncio.gather(*(one(u) for u in urls))
     finally:
         if cache is not None:
@@ -99,24 +106,36 @@ async def fetch_all(urls: list[str], d: DownloadConfig, settings: dec.Settings, 
 
 
 def _share_of(d: DownloadConfig, n: int) -> DownloadConfig:
-    """One loop's limits when n loops fetch a shard: together they stay within the shard's."""
-    return d.model_copy(update={
+    """One loop's limits when n loops fetch a shard: together they stay within the shard's.
+
+    Per-host budgets shared through a coordination store hold for all loops at once: they are not split.
+    """
+    update = {
         "concurrency": max(1, d.concurrency // n),
-        "per_host_concurrency": max(1, d.per_host_concurrency // n),
-        "host_max_failures": max(1, d.host_max_failures // n),
         "decode_workers": max(1, (d.decode_workers or usable_cpus()) // n),  # not n pools of one per CPU
         "processes": 1,
-    })
+    }
+    if not d.coordination_url:
+        update |= {
+            "per_host_concurrency": max(1, d.per_host_concurrency // n),
+            "per_host_requests_per_s": d.per_host_requests_per_s / n,
+            "host_budgets": {host: b.model_copy(update={
+                "concurrency": None if b.concurrency is None else max(1, b.concurrency // n),
+                "requests_per_s": None if b.requests_per_s is None else b.requests_per_s / n,
+            }) for host, b in d.host_budgets.items()},
+            "host_max_failures": max(1, d.host_max_failures // n),
+        }
+    return d.model_copy(update=update)
 
 
 async def _fetch_split(shares: list[list[str]], d: DownloadConfig, settings: dec.Settings, stats: StageStats,
-                       cache: ResultCache | None) -> dict[str, dict]:
+                       cache: ResultCache | None, crawl: str) -> dict[str, dict]:
     """The first share here, the others in child processes started first, so their imports overlap."""
     results: dict[str, dict] = {}
-    children = [asyncio.create_task(_child(pickle.dumps((share, d, settings, cache)), results, stats))
+    children = [asyncio.create_task(_child(pickle.dumps((share, d, settings, cache, crawl)), results, stats))
                 for share in shares[1:]]
     try:
-        results.update(await fetch_all(shares[0], d, settings, stats, cache))
+        results.update(await fetch_all(shares[0], d, settings, stats, cache, crawl=crawl))
         await asyncio.gather(*children)
     finally:
         for task in children:
@@ -188,7 +207,7 @@ def _child_main() -> None:
     # Frames go to the real stdout; anything a library prints goes to stderr instead.
     out = os.fdopen(os.dup(1), "wb")
     os.dup2(2, 1)
-    urls, d, settings, cache = pickle.loads(sys.stdin.buffer.read())
+    urls, d, settings, cache, crawl = pickle.loads(sys.stdin.buffer.read())
 
     def send(url: str | None, r: dict) -> None:
         frame = pickle.dumps((url, r), protocol=pickle.HIGHEST_PROTOCOL)
@@ -197,7 +216,7 @@ def _child_main() -> None:
         out.flush()
 
     stats = StageStats()
-    _run_loop(fetch_all(urls, d, settings, stats, cache, on_result=send))
+    _run_loop(fetch_all(urls, d, settings, stats, cache, on_result=send, crawl=crawl))
     send(None, dict(stats.errors))
     out.close()
 

@@ -73,10 +73,10 @@ def parse_override(target: str, default_port: int) -> tuple[str, int]:
 class GuardedResolver(AbstractResolver):
     """DNS with host overrides applied first, and refused addresses filtered from every answer."""
 
-    def __init__(self, overrides: dict[str, str], allow_loopback: bool):
+    def __init__(self, overrides: dict[str, str], allow_loopback: bool, inner: AbstractResolver | None = None):
         self.overrides = {k.lower(): v for k, v in overrides.items()}
         self.allow_loopback = allow_loopback
-        self._inner = ThreadedResolver()
+        self._inner = inner or ThreadedResolver()  # e.g. dns.CachingResolver: answers shared between loops
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET
                       ) -> list[ResolveResult]:

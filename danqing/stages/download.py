@@ -1,7 +1,8 @@
 """Stage 3: fetch every kept pair's image, decode it safely, apply the visual filters, store a tar.
 
 Architecture (danqing/download/): engine (event loops: one, or one per process on a big shard),
-fetcher (async HTTP, limits, retries, breaker), guard (SSRF), robots (opt-outs), decode (sniff,
+fetcher (async HTTP, limits, retries), hosts (per-host budget, pauses, breaker), coord (the store
+workers share them through), dns (resolver cache), guard (SSRF), robots (opt-outs), decode (sniff,
 bomb guard, resize, hashes), pool + worker (decode threads, or processes fed over pipes by the
 event loop), cache (resume).
 Each distinct URL is fetched once per shard; rows sharing it share the result.
@@ -51,7 +52,7 @@ def process(job: ShardJob, stats: StageStats) -> pa.Table:
     todo = [u for u in distinct if not _reusable(cached.get(u), cfg.download.resume)]
     if len(distinct) > len(todo):
         stats.error("download_cached", len(distinct) - len(todo))
-    fresh = engine.fetch(todo, cfg.download, settings, stats, cache) if todo else {}
+    fresh = engine.fetch(todo, cfg.download, settings, stats, cache, job.crawl) if todo else {}
     results = {**cached, **fresh}
 
     records = rows.to_pylist()
