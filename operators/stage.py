@@ -5,6 +5,7 @@ Tasks pass URIs (a shard number and the upstream output's URI), never data.
 
 from __future__ import annotations
 
+import os
 from datetime import timedelta
 
 from airflow.sdk import get_current_context, task
@@ -12,9 +13,10 @@ from airflow.sdk import get_current_context, task
 from operators.alerts import page_on_failure
 
 # Exponential backoff between tries; every task is idempotent (it replaces its own output).
+# DANQING_RETRY_DELAY_S sets the first delay (the stack's tests shorten it).
 DEFAULT_ARGS = {
     "retries": 3,
-    "retry_delay": timedelta(seconds=30),
+    "retry_delay": timedelta(seconds=float(os.environ.get("DANQING_RETRY_DELAY_S", "30"))),
     "retry_exponential_backoff": 2.0,
     "max_retry_delay": timedelta(minutes=30),
     "on_failure_callback": page_on_failure,
