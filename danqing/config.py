@@ -191,7 +191,8 @@ class AlignConfig(Section):
 
 
 class PublishConfig(Section):
-    release_root: str = ""  # empty = {root}/release
+    # empty = {root}/release; DANQING_RELEASE_ROOT sets it per deployment (a local folder while root is on S3)
+    release_root: str = Field(default_factory=lambda: os.environ.get("DANQING_RELEASE_ROOT", ""))
 
 
 class PipelineConfig(Section):
@@ -206,7 +207,7 @@ class PipelineConfig(Section):
     score: ScoreConfig = ScoreConfig()
     dedup: DedupConfig = DedupConfig()
     align: AlignConfig = AlignConfig()
-    publish: PublishConfig = PublishConfig()
+    publish: PublishConfig = Field(default_factory=PublishConfig)  # reads DANQING_RELEASE_ROOT when built
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any] | None = None) -> PipelineConfig:

@@ -76,6 +76,28 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+def _parent(pid: int) -> int:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return 0
+    return int(stat.rsplit(")", 1)[1].split()[1])
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below `pid`, from /proc."""
+    children: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            children.setdefault(_parent(int(entry.name)), []).append(int(entry.name))
+    out, todo = [], [pid]
+    while todo:
+        for child in children.get(todo.pop(), []):
+            out.append(child)
+            todo.append(child)
+    return out
+
+
 def _pg(sql: str) -> None:
     import sqlalchemy as sa
 
@@ -126,6 +148,10 @@ class Stack:
         return f"s3://{BUCKET}/danqing"
 
     @property
+    def release_root(self) -> str:
+        return str(self.workdir / "release")
+
+    @property
     def lineage_url(self) -> str:
         return f"{PG_SERVER}/{self.databases[1]}"
 
@@ -159,6 +185,8 @@ class Stack:
                 "extra": {"endpoint_url": self.s3_endpoint, "region_name": "us-east-1"}}),
             "DANQING_ROOT": self.root,
             "DANQING_LINEAGE_URL": self.lineage_url,
+            # publish writes a local folder (the hub uploads read it); stage outputs stay on S3
+            "DANQING_RELEASE_ROOT": self.release_root,
             "DANQING_COORDINATION_URL": f"{REDIS}/{REDIS_DB}",
         })
         env.update(self.settings)
@@ -217,10 +245,12 @@ class Stack:
         return proc
 
     def kill(self, name: str, sig: int = signal.SIGKILL) -> None:
-        """Signal a component's whole process group (a worker's pool and task processes die with it)."""
+        """Signal a component and every process under it, as if its machine died: Airflow runs each task
+        in a process group of its own, so the worker's group alone would leave the task running."""
         proc = self.procs[name]
-        with contextlib.suppress(ProcessLookupError):
-            os.killpg(proc.pid, sig)
+        for pid in [proc.pid, *_descendants(proc.pid)]:
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(pid, sig) if pid == proc.pid else os.kill(pid, sig)
         with contextlib.suppress(subprocess.TimeoutExpired):
             proc.wait(30)
 
@@ -228,19 +258,21 @@ class Stack:
         return name in self.procs and self.procs[name].poll() is None
 
     def owner(self, pid: int) -> str | None:
-        """The component whose process group holds `pid` (a task process's worker), or None."""
-        try:
-            pgid = os.getpgid(pid)
-        except ProcessLookupError:
-            return None
-        return next((name for name, p in self.procs.items() if p.pid == pgid), None)
+        """The component that `pid` (a task process) runs under, or None."""
+        mains = {p.pid: name for name, p in self.procs.items() if p.poll() is None}
+        while pid > 1:
+            if pid in mains:
+                return mains[pid]
+            pid = _parent(pid)
+        return None
 
     def stop(self) -> None:
         """Stop every component (TERM, then KILL what is left of each group), drop the databases and keys."""
         if self._stopped:
             return
         self._stopped = True
-        for name, proc in reversed(list(self.procs.items())):
+        below = {pid for proc in self.procs.values() for pid in _descendants(proc.pid)}  # tasks have own groups
+        for proc in reversed(list(self.procs.values())):
             with contextlib.suppress(ProcessLookupError):
                 os.killpg(proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + 20
@@ -252,6 +284,9 @@ class Stack:
                 os.killpg(proc.pid, signal.SIGKILL)
             with contextlib.suppress(subprocess.TimeoutExpired):
                 proc.wait(10)
+        for pid in below:
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         for db in self.databases:
             with contextlib.suppress(Exception):
                 _pg(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
@@ -409,13 +444,12 @@ class Stack:
 
 # --- the demo -----------------------------------------------------------------------------------
 
-def sample_conf(stack: Stack, images, root: str, release_root: str, shard_size: int = 2) -> dict:
-    """danqing_snapshot's conf for the sample crawl under `root`, published to `release_root`."""
+def sample_conf(images, root: str, shard_size: int = 2) -> dict:
+    """danqing_snapshot's conf for the sample crawl under `root` (on S3), its images served on loopback."""
     from danqing.config import SAMPLE_CRAWL_ID
 
-    # publish writes a local release folder (the hubs upload from it); stage outputs stay on S3.
     return {"crawl_id": SAMPLE_CRAWL_ID, "source": "sample", "shard_size": shard_size, "max_warcs": 0,
-            "config": {"root": root, "publish": {"release_root": release_root},
+            "config": {"root": root,
                        "download": {"host_overrides": images.host_overrides, "allow_loopback": True}}}
 
 
@@ -472,7 +506,7 @@ def demo() -> int:
         print(f"api-server: {stack.api_url} (user operator, token from /auth/token); logs: {stack.logs}")
         print(f"metadata: {redact.redact(env['AIRFLOW__DATABASE__SQL_ALCHEMY_CONN'])}; "
               f"lineage: {redact.redact(stack.lineage_url)}; broker: {env['AIRFLOW__CELERY__BROKER_URL']}")
-        root, release_root = stack.root, str(workdir / "release")
+        root, release_root = stack.root, stack.release_root
         print(f"storage root: {root} (moto S3 at {stack.s3_endpoint}, connection aws_default); "
               f"release: {release_root}")
         stack.upload_sample(root)
@@ -480,7 +514,7 @@ def demo() -> int:
         print(f"components up in {time.monotonic() - started:.0f} s", flush=True)
         run_id = f"stack__{SAMPLE_CRAWL_ID}__{int(time.time())}"
         with ImageServer(str(stack.workdir / "sample-crawl")) as images:
-            stack.trigger(sample_conf(stack, images, root, release_root), run_id)
+            stack.trigger(sample_conf(images, root), run_id)
             print(f"triggered {DAG_ID} run {run_id} through the REST API", flush=True)
             t0 = time.monotonic()
             state = stack.wait_run(run_id)
