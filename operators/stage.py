@@ -64,12 +64,11 @@ def fetch_index() -> str:
 
 @task
 def plan(index_uri: str) -> list[dict]:
-    """Plan shards; one dict per shard (number and plan URI) to map over."""
-    from danqing import paths
+    """Plan shards; one dict per shard to map over (just its number: 8,192 of them stay a small XCom)."""
     from danqing.stages import plan as planner
 
     cfg, crawl, _ = run_context()
-    return [{"shard": s, "uri": paths.plan_uri(cfg.root, crawl)} for s in planner.plan(cfg, crawl, index_uri)]
+    return [{"shard": s} for s in planner.plan(cfg, crawl, index_uri)]
 
 
 def shard_task(stage: str):

@@ -98,6 +98,14 @@ def _descendants(pid: int) -> list[int]:
     return out
 
 
+def _http_ok(url: str) -> bool:
+    try:
+        with urllib.request.urlopen(url, timeout=5) as resp:
+            return resp.status < 500
+    except (urllib.error.URLError, OSError):
+        return False
+
+
 def _pg(sql: str) -> None:
     import sqlalchemy as sa
 
@@ -109,7 +117,81 @@ def _pg(sql: str) -> None:
         engine.dispose()
 
 
-class Stack:
+class AirflowAPI:
+    """Airflow's REST API as an operator's script uses it: a JWT from /auth/token, then /api/v2."""
+
+    def __init__(self, url: str, username: str, password: str):
+        self.api_url, self.username, self.password = url, username, password
+        self._token = ""
+
+    def token(self) -> str:
+        """A JWT from /auth/token for a SimpleAuthManager user."""
+        body = json.dumps({"username": self.username, "password": self.password}).encode()
+        req = urllib.request.Request(f"{self.api_url}/auth/token", data=body, method="POST",
+                                     headers={"Content-Type": "application/json"})
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            return json.loads(resp.read())["access_token"]
+
+    def api(self, method: str, path: str, body: dict | None = None):
+        if not self._token:
+            self._token = self.token()
+        data = None if body is None else json.dumps(body).encode()
+        req = urllib.request.Request(f"{self.api_url}/api/v2{path}", data=data, method=method,
+                                     headers={"Authorization": f"Bearer {self._token}",
+                                              "Content-Type": "application/json"})
+        try:
+            with urllib.request.urlopen(req, timeout=60) as resp:
+                return json.loads(resp.read() or b"null")
+        except urllib.error.HTTPError as e:
+            if e.code == 401:  # the token expired: get a new one once
+                self._token = ""
+            raise RuntimeError(f"{method} {path}: HTTP {e.code} {e.read()[:500]!r}") from e
+
+    def wait_for_dag(self, dag_id: str = DAG_ID, timeout_s: float = 300) -> None:
+        def parsed() -> bool:
+            errors = self.api("GET", "/importErrors")["import_errors"]
+            if errors:
+                raise RuntimeError(f"DAG import errors: {errors}")
+            try:
+                self.api("GET", f"/dags/{dag_id}")
+                return True
+            except RuntimeError:
+                return False
+
+        self._wait(parsed, timeout_s, f"the dag-processor to parse {dag_id}")
+        self.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
+
+    def trigger(self, conf: dict, run_id: str, dag_id: str = DAG_ID) -> str:
+        self.api("POST", f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
+        return run_id
+
+    def run_state(self, run_id: str, dag_id: str = DAG_ID) -> str:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
+
+    def task_instances(self, run_id: str, dag_id: str = DAG_ID) -> list[dict]:
+        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
+
+    def wait_run(self, run_id: str, timeout_s: float = 1200, on_poll=None, dag_id: str = DAG_ID) -> str:
+        """Poll the run until it ends; `on_poll(task_instances)` runs at each poll (the tests' hook)."""
+        deadline = time.monotonic() + timeout_s
+        while time.monotonic() < deadline:
+            state = self.run_state(run_id, dag_id)
+            if state in ("success", "failed"):
+                return state
+            if on_poll is not None:
+                on_poll(self.task_instances(run_id, dag_id))
+            time.sleep(1)
+        return "timed out"
+
+    def wait_healthy(self, timeout_s: float = 300) -> None:
+        deadline = time.monotonic() + timeout_s
+        while not _http_ok(f"{self.api_url}/api/v2/monitor/health"):
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the api-server at {self.api_url} is not healthy after {timeout_s:.0f} s")
+            time.sleep(1)
+
+
+class Stack(AirflowAPI):
     """The components as process groups under one work folder; a context manager that always stops them.
 
     settings: extra environment for every component (FAST by default).
@@ -126,18 +208,14 @@ class Stack:
         self.procs: dict[str, subprocess.Popen] = {}
         self.databases = [f"danqing_stack_{self.tag}_airflow", f"danqing_stack_{self.tag}_lineage"]
         self.redis_prefix = f"danqing-stack-{self.tag}:"
-        self.api_port = free_port()
+        api_port = free_port()
         self.s3_port = free_port()
         self.trigger_log_port = free_port()
-        self.password = secrets.token_urlsafe(12)
-        self._token = ""
+        self.health_port = free_port()
+        super().__init__(f"http://127.0.0.1:{api_port}", "operator", secrets.token_urlsafe(12))
         self._stopped = False
 
     # --- configuration ----------------------------------------------------------------------
-
-    @property
-    def api_url(self) -> str:
-        return f"http://127.0.0.1:{self.api_port}"
 
     @property
     def s3_endpoint(self) -> str:
@@ -169,11 +247,12 @@ class Stack:
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port),
+            "AIRFLOW__SCHEDULER__SCHEDULER_HEALTH_CHECK_SERVER_PORT": str(self.health_port),
             "AIRFLOW__DATABASE__SQL_ALCHEMY_CONN": airflow_db,
             "AIRFLOW__CELERY__BROKER_URL": f"{REDIS}/{REDIS_DB}",
             "AIRFLOW__CELERY__RESULT_BACKEND": f"db+{airflow_db}",
             "AIRFLOW__CELERY_BROKER_TRANSPORT_OPTIONS__GLOBAL_KEYPREFIX": self.redis_prefix,
-            "AIRFLOW__API__PORT": str(self.api_port),
+            "AIRFLOW__API__PORT": self.api_url.rsplit(":", 1)[1],
             "AIRFLOW__API__HOST": "127.0.0.1",
             "AIRFLOW__API__BASE_URL": self.api_url,
             "AIRFLOW__CORE__EXECUTION_API_SERVER_URL": f"{self.api_url}/execution/",
@@ -216,13 +295,13 @@ class Stack:
                                  timeout=600)
         if migrate.returncode:
             raise RuntimeError(f"airflow db migrate failed:\n{migrate.stdout[-3000:]}\n{migrate.stderr[-3000:]}")
-        self._wait(lambda: self._http_ok(f"{self.s3_endpoint}/"), 60, "moto's S3 server")
+        self._wait(lambda: _http_ok(f"{self.s3_endpoint}/"), 60, "moto's S3 server")
         self._make_bucket()
         for name in ("api-server", "scheduler", "dag-processor", "triggerer"):
             self.start_component(name)
         for name in self.workers:
             self.start_component(name)
-        self._wait(lambda: self._http_ok(f"{self.api_url}/api/v2/monitor/health"), 180, "the api-server")
+        self._wait(lambda: _http_ok(f"{self.api_url}/api/v2/monitor/health"), 180, "the api-server")
         return self
 
     def command(self, name: str) -> list[str]:
@@ -309,67 +388,6 @@ class Stack:
     def __exit__(self, *exc) -> None:
         self.stop()
 
-    # --- the REST API, as an operator's script uses it -----------------------------------------
-
-    def token(self) -> str:
-        """A JWT from /auth/token for the SimpleAuthManager user `operator`."""
-        body = json.dumps({"username": "operator", "password": self.password}).encode()
-        req = urllib.request.Request(f"{self.api_url}/auth/token", data=body, method="POST",
-                                     headers={"Content-Type": "application/json"})
-        with urllib.request.urlopen(req, timeout=30) as resp:
-            return json.loads(resp.read())["access_token"]
-
-    def api(self, method: str, path: str, body: dict | None = None):
-        if not self._token:
-            self._token = self.token()
-        data = None if body is None else json.dumps(body).encode()
-        req = urllib.request.Request(f"{self.api_url}/api/v2{path}", data=data, method=method,
-                                     headers={"Authorization": f"Bearer {self._token}",
-                                              "Content-Type": "application/json"})
-        try:
-            with urllib.request.urlopen(req, timeout=60) as resp:
-                return json.loads(resp.read() or b"null")
-        except urllib.error.HTTPError as e:
-            if e.code == 401:  # the token expired: get a new one once
-                self._token = ""
-            raise RuntimeError(f"{method} {path}: HTTP {e.code} {e.read()[:500]!r}") from e
-
-    def wait_for_dag(self, dag_id: str = DAG_ID, timeout_s: float = 300) -> None:
-        def parsed() -> bool:
-            errors = self.api("GET", "/importErrors")["import_errors"]
-            if errors:
-                raise RuntimeError(f"DAG import errors: {errors}")
-            try:
-                self.api("GET", f"/dags/{dag_id}")
-                return True
-            except RuntimeError:
-                return False
-
-        self._wait(parsed, timeout_s, f"the dag-processor to parse {dag_id}")
-        self.api("PATCH", f"/dags/{dag_id}", {"is_paused": False})
-
-    def trigger(self, conf: dict, run_id: str, dag_id: str = DAG_ID) -> str:
-        self.api("POST", f"/dags/{dag_id}/dagRuns", {"dag_run_id": run_id, "logical_date": None, "conf": conf})
-        return run_id
-
-    def run_state(self, run_id: str, dag_id: str = DAG_ID) -> str:
-        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}")["state"]
-
-    def task_instances(self, run_id: str, dag_id: str = DAG_ID) -> list[dict]:
-        return self.api("GET", f"/dags/{dag_id}/dagRuns/{run_id}/taskInstances?limit=1000")["task_instances"]
-
-    def wait_run(self, run_id: str, timeout_s: float = 1200, on_poll=None, dag_id: str = DAG_ID) -> str:
-        """Poll the run until it ends; `on_poll(task_instances)` runs at each poll (the tests' hook)."""
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            state = self.run_state(run_id, dag_id)
-            if state in ("success", "failed"):
-                return state
-            if on_poll is not None:
-                on_poll(self.task_instances(run_id, dag_id))
-            time.sleep(1)
-        return "timed out"
-
     def workloads(self, name: str) -> list[dict]:
         """Task instances a worker was handed, from its log: task_id, map_index, try_number, run_id."""
         text = (self.logs / f"{name}.log").read_text(errors="replace")
@@ -393,18 +411,7 @@ class Stack:
                 "client_kwargs": {"endpoint_url": self.s3_endpoint, "region_name": "us-east-1"}}
 
     def upload_sample(self, root: str) -> dict:
-        """Build the sample crawl here and copy it under `root` on S3, where the sample source reads it."""
-        from danqing import io, paths
-        from danqing.sample.crawl import build_sample_crawl
-
-        local = self.workdir / "sample-crawl"
-        manifest = build_sample_crawl(str(local))
-        fs, base = io.fs_for(paths.sample_crawl_root(root), self.storage_options())
-        files = sorted(p for p in local.rglob("*") if p.is_file() and "www" not in p.relative_to(local).parts)
-        files.sort(key=lambda p: p.name == "warc.paths.gz")  # last: its presence says the crawl is complete
-        for f in files:
-            fs.put_file(str(f), f"{base}/{f.relative_to(local).as_posix()}")
-        return manifest
+        return upload_sample(self.workdir / "sample-crawl", root, self.storage_options())
 
     # --- helpers --------------------------------------------------------------------------------
 
@@ -422,14 +429,6 @@ class Stack:
         except redis.RedisError as e:
             raise SystemExit(f"Redis is not answering at {REDIS} ({e}); start it (.ci/run shows how)") from e
 
-    @staticmethod
-    def _http_ok(url: str) -> bool:
-        try:
-            with urllib.request.urlopen(url, timeout=5) as resp:
-                return resp.status < 500
-        except (urllib.error.URLError, OSError):
-            return False
-
     def _wait(self, ready, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
         while time.monotonic() < deadline:
@@ -440,6 +439,21 @@ class Stack:
                 return
             time.sleep(0.5)
         raise RuntimeError(f"timed out waiting for {what}; see {self.logs}")
+
+
+def upload_sample(local: Path, root: str, storage_options: dict) -> dict:
+    """Build the sample crawl in `local` and copy it (not its image tree) under `root`, where the sample
+    source reads it; returns the crawl's manifest."""
+    from danqing import io, paths
+    from danqing.sample.crawl import build_sample_crawl
+
+    manifest = build_sample_crawl(str(local))
+    fs, base = io.fs_for(paths.sample_crawl_root(root), storage_options)
+    files = sorted(p for p in local.rglob("*") if p.is_file() and "www" not in p.relative_to(local).parts)
+    files.sort(key=lambda p: p.name == "warc.paths.gz")  # last: its presence says the crawl is complete
+    for f in files:
+        fs.put_file(str(f), f"{base}/{f.relative_to(local).as_posix()}")
+    return manifest
 
 
 # --- the demo -----------------------------------------------------------------------------------
