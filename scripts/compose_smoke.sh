@@ -46,7 +46,9 @@ fi
 step "wheelhouse: the locked requirements, downloaded on the host"
 wheels=$CACHE/wheelhouse
 mkdir -p "$wheels"
-"$REPO/.venv/bin/pip" download -q --no-deps -r docker/constraints.txt -d "$wheels" 2>&1 | grep -v '^WARNING' || true
+# async-timeout: what redis needs on Debian's Python 3.11.2 (< 3.11.3), which the lock's 3.11.7 does not
+"$REPO/.venv/bin/pip" download -q --no-deps -r docker/constraints.txt async-timeout==5.0.1 -d "$wheels" 2>&1 \
+  | grep -v '^WARNING' || true
 for sdist in "$wheels"/*.tar.gz; do  # build sdists here: the image has no index to fetch build deps from
   [ -e "$sdist" ] || continue
   "$REPO/.venv/bin/pip" wheel -q --no-deps "$sdist" -w "$wheels" && rm "$sdist"
@@ -63,7 +65,7 @@ if ! docker image inspect "$STANDIN/airflow:3.3.2-python3.11" >/dev/null 2>&1; t
       mkdir -p /opt/airflow/logs /opt/airflow/dags && chown -R airflow:0 /opt/airflow
       setpriv --reuid=50000 --regid=0 --init-groups python3.11 -m venv /home/airflow/.venv
       setpriv --reuid=50000 --regid=0 --init-groups /home/airflow/.venv/bin/pip install -q --no-cache-dir \
-        --no-index --find-links /wheels --no-deps --ignore-requires-python -r /constraints.txt'
+        --no-index --find-links /wheels --no-deps --ignore-requires-python -r /constraints.txt async-timeout'
   docker commit \
     --change 'ENV PATH=/home/airflow/.venv/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin' \
     --change 'ENV AIRFLOW_HOME=/opt/airflow PIP_NO_INDEX=1 PIP_IGNORE_REQUIRES_PYTHON=1 PYTHONUNBUFFERED=1' \

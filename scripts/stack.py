@@ -184,11 +184,19 @@ class AirflowAPI:
         return "timed out"
 
     def wait_healthy(self, timeout_s: float = 300) -> None:
+        self._wait(lambda: _http_ok(f"{self.api_url}/api/v2/monitor/health"), timeout_s, "the api-server")
+
+    def _wait(self, ready, timeout_s: float, what: str) -> None:
         deadline = time.monotonic() + timeout_s
-        while not _http_ok(f"{self.api_url}/api/v2/monitor/health"):
-            if time.monotonic() > deadline:
-                raise RuntimeError(f"the api-server at {self.api_url} is not healthy after {timeout_s:.0f} s")
-            time.sleep(1)
+        while time.monotonic() < deadline:
+            self._check()
+            if ready():
+                return
+            time.sleep(0.5)
+        raise RuntimeError(f"timed out waiting for {what}")
+
+    def _check(self) -> None:
+        """Raise if something this client waits on has died (the stack's components)."""
 
 
 class Stack(AirflowAPI):
@@ -198,12 +206,13 @@ class Stack(AirflowAPI):
     """
 
     def __init__(self, workdir: str | Path | None = None, settings: dict[str, str] | None = None,
-                 workers: tuple[tuple[str, str], ...] = WORKERS, log=print):
+                 workers: tuple[tuple[str, str], ...] = WORKERS, log=print, dags_folder: Path = REPO / "dags"):
         self.tag = f"{os.getpid()}_{secrets.token_hex(3)}"
         self.workdir = Path(workdir or tempfile.mkdtemp(prefix=f"danqing-stack-{self.tag}-"))
         self.logs = self.workdir / "logs"
         self.settings = FAST if settings is None else settings
         self.workers = dict(workers)
+        self.dags_folder = dags_folder
         self.log = log
         self.procs: dict[str, subprocess.Popen] = {}
         self.databases = [f"danqing_stack_{self.tag}_airflow", f"danqing_stack_{self.tag}_lineage"]
@@ -243,7 +252,7 @@ class Stack(AirflowAPI):
             # this checkout's danqing and operators, whatever the venv's editable install points at
             "PYTHONPATH": str(REPO),
             "AIRFLOW_HOME": str(home),
-            "AIRFLOW__CORE__DAGS_FOLDER": str(REPO / "dags"),
+            "AIRFLOW__CORE__DAGS_FOLDER": str(self.dags_folder),
             "AIRFLOW__CORE__PLUGINS_FOLDER": str(REPO / "plugins"),
             "AIRFLOW__LOGGING__BASE_LOG_FOLDER": str(home / "logs"),
             "AIRFLOW__LOGGING__TRIGGER_LOG_SERVER_PORT": str(self.trigger_log_port),
@@ -301,7 +310,7 @@ class Stack(AirflowAPI):
             self.start_component(name)
         for name in self.workers:
             self.start_component(name)
-        self._wait(lambda: _http_ok(f"{self.api_url}/api/v2/monitor/health"), 180, "the api-server")
+        self.wait_healthy(180)
         return self
 
     def command(self, name: str) -> list[str]:
@@ -429,16 +438,10 @@ class Stack(AirflowAPI):
         except redis.RedisError as e:
             raise SystemExit(f"Redis is not answering at {REDIS} ({e}); start it (.ci/run shows how)") from e
 
-    def _wait(self, ready, timeout_s: float, what: str) -> None:
-        deadline = time.monotonic() + timeout_s
-        while time.monotonic() < deadline:
-            dead = [n for n, p in self.procs.items() if p.poll() is not None]
-            if dead:
-                raise RuntimeError(f"{', '.join(dead)} exited while waiting for {what}; see {self.logs}")
-            if ready():
-                return
-            time.sleep(0.5)
-        raise RuntimeError(f"timed out waiting for {what}; see {self.logs}")
+    def _check(self) -> None:
+        dead = [n for n, p in self.procs.items() if p.poll() is not None]
+        if dead:
+            raise RuntimeError(f"{', '.join(dead)} exited; see {self.logs}")
 
 
 def upload_sample(local: Path, root: str, storage_options: dict) -> dict:
