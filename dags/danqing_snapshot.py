@@ -1,8 +1,9 @@
 """One Common Crawl snapshot -> a released Chinese image-text dataset.
 
 fetch_index -> plan -> [extract -> refine -> download -> score] per shard -> dedup (whole crawl)
--> [align -> assemble] per shard -> publish. Trigger it with the crawl id; the monthly
-`danqing_discover` DAG does that by itself for every new crawl.
+-> [align -> assemble] per shard -> publish (the local release) -> approve_release -> upload (to the
+publish.targets hubs). Trigger it with the crawl id; the monthly `danqing_discover` DAG does that
+by itself for every new crawl.
 """
 
 from __future__ import annotations
@@ -10,7 +11,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag
 
 from danqing.paths import CRAWL_ID_PATTERN
-from operators import stage
+from operators import publishing, stage
 from operators.scoring import score_task
 
 SAMPLE_CRAWL_ID = "CC-MAIN-2099-01"  # danqing.config.SAMPLE_CRAWL_ID, kept literal so parsing stays light
@@ -33,6 +34,8 @@ SAMPLE_CRAWL_ID = "CC-MAIN-2099-01"  # danqing.config.SAMPLE_CRAWL_ID, kept lite
         "max_warcs": Param(0, type="integer", minimum=0, title="Max WARCs", description="0 = all of them."),
         "config": Param({}, type="object", title="Config overrides",
                         description='Any field of danqing.config.PipelineConfig, e.g. {"align": {...}}.'),
+        "auto_approve": Param(False, type="boolean", title="Approve the release without waiting",
+                              description="Off: a person approves the release before it goes to the hubs."),
     },
 )
 def danqing_snapshot():
@@ -44,7 +47,7 @@ def danqing_snapshot():
     deduped = stage.dedup(scored)
     aligned = stage.shard_task("align").expand(src=deduped)
     assembled = stage.shard_task("assemble").expand(src=aligned)
-    stage.publish(assembled)
+    stage.publish(assembled) >> publishing.ReleaseApproval(task_id="approve_release") >> publishing.upload()
 
 
 danqing_snapshot()

@@ -44,6 +44,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--sample", default="", help="a sample id: print its path from WARC record to release")
     p = sub.add_parser("sample-crawl", help="build the bundled sample crawl into a folder")
     p.add_argument("dest")
+    p = sub.add_parser("publish", help="upload a crawl's local release folder to a hub (token: $HF_TOKEN or "
+                                       "$MODELSCOPE_API_TOKEN)")
+    p.add_argument("crawl", type=_crawl_arg)
+    p.add_argument("--target", required=True, choices=["huggingface", "modelscope"])
+    p.add_argument("--repo", required=True, help="the dataset repo, owner/name")
+    p.add_argument("--endpoint", default="", help="the hub's URL (default: huggingface.co / modelscope.cn)")
+    p.add_argument("--private", action="store_true", help="create the repo private")
 
     args = parser.parse_args(argv)
     in_pipeline = args.command == "score" and _score_in_pipeline(score, args)
@@ -60,6 +67,8 @@ def main(argv: list[str] | None = None) -> int:
 
         print(report.sample_path(cfg, args.crawl, args.sample) if args.sample else report.funnel_table(cfg, args.crawl))
         return 0
+    if args.command == "publish":
+        return _report(_publish(args, cfg), "")
     if args.command == "sample-crawl":
         from danqing.sample.crawl import build_sample_crawl
 
@@ -111,6 +120,21 @@ def _score_shard(args: argparse.Namespace, cfg: PipelineConfig) -> dict:
     run_id = args.run_id if args.run_id is not None else os.environ.get("DANQING_RUN_ID", "cli")
     try_number = args.try_number if args.try_number is not None else int(os.environ.get("DANQING_TRY_NUMBER", "1"))
     return run_shard("score", args.crawl, args.shard, [args.uri], cfg, lineage.Attempt(run_id, try_number))
+
+
+TOKEN_ENV = {"huggingface": "HF_TOKEN", "modelscope": "MODELSCOPE_API_TOKEN"}
+
+
+def _publish(args: argparse.Namespace, cfg: PipelineConfig) -> dict:
+    """Publish (or re-publish) a local release by hand, as the DAG's upload task does."""
+    from danqing.config import PublishTarget
+    from danqing.publish.upload import upload
+
+    token = os.environ.get(TOKEN_ENV[args.target], "")
+    if not token:
+        raise ValueError(f"set {TOKEN_ENV[args.target]} to a {args.target} token with write access to {args.repo}")
+    target = PublishTarget(kind=args.target, repo_id=args.repo, private=args.private)
+    return upload(cfg, args.crawl, target, token, args.endpoint)
 
 
 def _report(summary: dict, xcom: str) -> int:

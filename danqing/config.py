@@ -12,7 +12,7 @@ import os
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 
 from danqing.paths import is_local
 
@@ -195,9 +195,38 @@ class AlignConfig(Section):
     }
 
 
+# What each hub gets when a target names no parts, as DanQing was released: the pairs (URLs, captions,
+# provenance, scores) on Hugging Face; pairs and image tars on ModelScope. Card and plots go to both.
+DEFAULT_PARTS = {"huggingface": ["pairs", "card", "plots"], "modelscope": ["pairs", "images", "card", "plots"]}
+DEFAULT_CONN_IDS = {"huggingface": "huggingface_default", "modelscope": "modelscope_default"}
+
+
+class PublishTarget(Section):
+    """A hub dataset repo that receives every release; its token comes from the Airflow connection."""
+
+    kind: Literal["huggingface", "modelscope"]
+    repo_id: str = Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*/[A-Za-z0-9][A-Za-z0-9_.-]*$")
+    conn_id: str = ""  # empty = huggingface_default / modelscope_default (token in the password field)
+    private: bool = False
+    parts: list[Literal["pairs", "images", "card", "plots"]] = []  # empty = DEFAULT_PARTS[kind]
+
+    @model_validator(mode="after")
+    def _defaults(self) -> PublishTarget:
+        self.conn_id = self.conn_id or DEFAULT_CONN_IDS[self.kind]
+        self.parts = self.parts or list(DEFAULT_PARTS[self.kind])
+        return self
+
+
 class PublishConfig(Section):
     # empty = {root}/release; DANQING_RELEASE_ROOT sets it per deployment (a local folder while root is on S3)
     release_root: str = Field(default_factory=lambda: os.environ.get("DANQING_RELEASE_ROOT", ""))
+    rows_per_file: int = Field(100_000, ge=1, description="pairs per parquet file, so each stays loadable")
+    # Appended to the release's tag <crawl>-<config hash>: set it to publish a changed release of the same
+    # crawl and config (a tag that exists with other content is refused otherwise).
+    version: str = Field("", max_length=32, pattern=r"^[A-Za-z0-9._]*$")
+    license: str = "other"  # the card's license; the body says what it covers (captions, URLs, not images)
+    pretty_name: str = "DanQing-style Chinese image-text pairs"
+    targets: list[PublishTarget] = []  # empty = the local release folder only
 
 
 class PipelineConfig(Section):
@@ -222,6 +251,7 @@ class PipelineConfig(Section):
         """Hash of everything that changes outputs (not where they are stored)."""
         data = self.model_dump(exclude={"root", "lineage_url", "storage_options"})
         del data["download"]["host_overrides"], data["source"]["storage_options"]  # loopback map, credentials
+        del data["publish"]["targets"], data["publish"]["version"]  # where a release goes, and its tag suffix
         # Parallelism changes how fast, not what: a shard split over processes writes the same bytes.
         for section, key in (("score", "workers"), ("download", "processes"), ("download", "decode_workers"),
                              ("download", "decode_pool")):

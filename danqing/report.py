@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections import Counter
+
 import pyarrow.compute as pc
 
 from danqing import io, lineage, paths, redact
@@ -19,6 +21,12 @@ def funnel_table(cfg: PipelineConfig, crawl: str) -> str:
         lines.append(f"{s['stage']:<10}{s['shards']:>7}{s['in']:>9}{s['out']:>9}  {reasons}")
         if errors:
             lines.append(f"{'':<35}  errors: {errors}")
+    # Where the release went: one line per hub repo, tag and commit, with the shards it holds.
+    uploads = Counter((u["kind"], u["repo_id"], u["endpoint"], u["tag"], u["commit_id"])
+                      for u in lineage.uploaded(cfg.lineage, crawl))
+    for (kind, repo, endpoint, tag, commit), shards in sorted(uploads.items()):
+        lines.append(f"published to {kind} {repo} ({redact.redact(endpoint)}): tag {tag}, commit {commit}, "
+                     f"{shards} shards")
     return "\n".join(lines)
 
 
@@ -51,7 +59,7 @@ def sample_path(cfg: PipelineConfig, crawl: str, sample: str) -> str:
     else:
         if ("publish", shard) in outputs:
             release = paths.release_dir(cfg.release_root, crawl)
-            lines.append(f"  {'publish':<9} {'released':<28} {release}/pairs.parquet")
+            lines.append(f"  {'publish':<9} {'released':<28} {release}/data/{crawl}/")
     return "\n".join(lines)
 
 

@@ -89,7 +89,7 @@ def main() -> int:
         return 1
     release = json.loads(compose("exec", "-T", "worker", "cat", f"{RELEASE}/{SAMPLE_CRAWL_ID}/manifest.json"))
     print(compose("exec", "-T", "worker", "danqing", "lineage", SAMPLE_CRAWL_ID).rstrip())
-    print(f"release {release['version']}: {release['rows']} rows in {release['shards']} shards, "
+    print(f"release {release['tag']}: {release['rows']} rows in {release['shards']} shards, "
           f"{len(release['files'])} files, in the workers' release volume")
     print(f"compose smoke passed in {time.monotonic() - started:.0f} s")
     return 0

@@ -1,13 +1,16 @@
 """`make demo`: run danqing_snapshot on the bundled sample crawl under a real Airflow scheduler.
 
-Starts `airflow standalone` (LocalExecutor, SQLite) and the sample image server on loopback,
-triggers the DAG, waits for the run, stops what it started, prints the funnel and release path.
+Starts `airflow standalone` (LocalExecutor, SQLite), the sample image server and stand-ins of the
+Hugging Face and ModelScope hubs on loopback, triggers the DAG (release auto-approved), waits for the
+run, stops what it started, prints the funnel, loads the release back from the Hugging Face stand-in
+with `datasets`, and prints the repo, tag, row count and the release card's path.
 """
 
 from __future__ import annotations
 
 import json
 import os
+import secrets
 import signal
 import subprocess
 import sys
@@ -19,6 +22,7 @@ from airflow_local import ROOT, airflow_env, free_port  # noqa: E402
 
 DAG_ID = "danqing_snapshot"
 TIMEOUT_S = 1800
+REPO = "danqing/sample-crawl"  # the same name on both stand-in hubs
 
 
 def airflow(env: dict, *args: str) -> str:
@@ -68,20 +72,44 @@ def stop(standalone: subprocess.Popen) -> None:
         pass  # the whole group is gone already
 
 
+def load_back(endpoint: str, repo: str, tag: str) -> int:
+    """Rows `datasets.load_dataset` reads from the hub at `endpoint` (read at import: a subprocess)."""
+    import tempfile
+
+    code = ("import datasets, sys; "
+            "print(datasets.load_dataset(sys.argv[1], revision=sys.argv[2], split='train').num_rows)")
+    with tempfile.TemporaryDirectory() as home:  # a fresh cache: the rows come over the wire
+        env = {**os.environ, "HF_ENDPOINT": endpoint, "HF_HOME": home, "HF_HUB_DISABLE_XET": "1",
+               "HF_HUB_DISABLE_PROGRESS_BARS": "1"}
+        out = subprocess.run([sys.executable, "-c", code, repo, tag], env=env, capture_output=True, text=True,
+                             timeout=300)
+    if out.returncode != 0:
+        raise SystemExit(f"datasets.load_dataset failed:\n{out.stderr[-3000:]}")
+    return int(out.stdout.split()[-1])
+
+
 def main() -> int:
     from danqing import paths, report
     from danqing.config import SAMPLE_CRAWL_ID, PipelineConfig
     from danqing.sample.crawl import build_sample_crawl
+    from danqing.sample.hubs import HuggingFaceHub, ModelScopeHub
     from danqing.sample.imageserver import ImageServer
 
     port = free_port()
     env = airflow_env(port)
+    tokens = {"huggingface": f"hf_demo_{secrets.token_hex(8)}", "modelscope": f"ms-demo-{secrets.token_hex(8)}"}
     cfg = PipelineConfig.from_overrides({"root": env["DANQING_ROOT"]})
     sample = paths.sample_crawl_root(cfg.root)
     build_sample_crawl(sample)
     log_path = ROOT / ".airflow" / "standalone.log"
     print(f"starting airflow standalone on http://localhost:{port} (log: {log_path})", flush=True)
-    with ImageServer(sample) as images, open(log_path, "w") as log:
+    with (ImageServer(sample) as images, HuggingFaceHub(tokens["huggingface"]) as hf,
+          ModelScopeHub(tokens["modelscope"]) as ms, open(log_path, "w") as log):
+        hubs = {"huggingface": hf, "modelscope": ms}
+        for kind, hub in hubs.items():  # the tokens reach the tasks as Airflow connections, as in production
+            env[f"AIRFLOW_CONN_{kind.upper()}_DEFAULT"] = json.dumps(
+                {"conn_type": "generic", "host": hub.url, "password": tokens[kind]})
+        env["HF_HUB_DISABLE_XET"] = "1"  # the stand-in speaks LFS; huggingface.co also speaks Xet
         scheduler = subprocess.Popen(["airflow", "standalone"], env=env, stdout=log, stderr=subprocess.STDOUT,
                                      start_new_session=True)
         try:
@@ -91,7 +119,9 @@ def main() -> int:
             airflow(env, "dags", "unpause", DAG_ID)
             run_id = f"demo__{SAMPLE_CRAWL_ID}__{int(time.time())}"
             conf = {"crawl_id": SAMPLE_CRAWL_ID, "source": "sample", "shard_size": 2, "max_warcs": 0,
-                    "config": {"download": {"host_overrides": images.host_overrides, "allow_loopback": True}}}
+                    "auto_approve": True,
+                    "config": {"download": {"host_overrides": images.host_overrides, "allow_loopback": True},
+                               "publish": {"targets": [{"kind": kind, "repo_id": REPO} for kind in hubs]}}}
             airflow(env, "dags", "trigger", DAG_ID, "--run-id", run_id, "--conf", json.dumps(conf))
             print(f"triggered {DAG_ID} run {run_id}", flush=True)
             state = "queued"
@@ -101,14 +131,23 @@ def main() -> int:
                 print(f"  run state: {state}", flush=True)
         finally:
             stop(scheduler)
-    print()
-    print(report.funnel_table(cfg, SAMPLE_CRAWL_ID))
-    print()
-    if state != "success":
-        print(f"run {run_id} ended {state}; see {log_path} and {ROOT / '.airflow' / 'logs'}")
-        return 1
-    print(f"release: {paths.release_dir(cfg.release_root, SAMPLE_CRAWL_ID)}")
-    return 0
+        print()
+        print(report.funnel_table(cfg, SAMPLE_CRAWL_ID))
+        print()
+        if state != "success":
+            print(f"run {run_id} ended {state}; see {log_path} and {ROOT / '.airflow' / 'logs'}")
+            return 1
+        release = paths.release_dir(cfg.release_root, SAMPLE_CRAWL_ID)
+        manifest = json.loads(Path(release, "manifest.json").read_text(encoding="utf-8"))
+        tag = manifest["tag"]
+        for kind, hub in hubs.items():
+            files = hub.repos[REPO].files(tag) if REPO in hub.repos else {}
+            print(f"{kind}: {REPO} on {hub.url}, tag {tag}, {len(files)} files")
+        rows = load_back(hf.url, REPO, tag)
+        print(f"datasets.load_dataset({REPO!r}, revision={tag!r}): {rows} rows (the release has {manifest['rows']})")
+    print(f"release: {release}")
+    print(f"release card: {release}/README.md")
+    return 0 if rows == manifest["rows"] else 1
 
 
 if __name__ == "__main__":

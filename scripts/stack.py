@@ -555,7 +555,7 @@ def demo() -> int:
         print()
         print(report.funnel_table(cfg, SAMPLE_CRAWL_ID))
         print()
-        print(f"release {manifest['version']}: {manifest['rows']} rows in {manifest['shards']} shards, "
+        print(f"release {manifest['tag']}: {manifest['rows']} rows in {manifest['shards']} shards, "
               f"{len(manifest['files'])} files checked against the manifest; lineage in PostgreSQL adds up")
     print(f"stopped every component; {time.monotonic() - started:.0f} s in all")
     return 0

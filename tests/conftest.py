@@ -20,6 +20,8 @@ os.environ["AIRFLOW__CORE__DAGS_FOLDER"] = str(ROOT / "dags")
 os.environ["AIRFLOW__CORE__PLUGINS_FOLDER"] = str(ROOT / "plugins")
 os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"{PG_SERVER}/{AIRFLOW_DB}"
+# huggingface_hub reads this at import: the loopback hub stand-ins speak LFS, not Xet (OPS-NOTES).
+os.environ["HF_HUB_DISABLE_XET"] = "1"
 
 from danqing.config import PipelineConfig  # noqa: E402
 

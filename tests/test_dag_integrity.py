@@ -32,7 +32,7 @@ def test_every_task_retries_with_backoff(dagbag):
 def test_snapshot_graph(dagbag):
     dag = dagbag.get_dag("danqing_snapshot")
     order = ["fetch_index", "plan", "extract", "refine", "download", "score", "dedup", "align",
-             "assemble", "publish"]
+             "assemble", "publish", "approve_release", "upload"]
     assert {t.task_id for t in dag.tasks} == set(order)
     for up, down in zip(order, order[1:], strict=False):
         assert down in dag.get_task(up).downstream_task_ids, (up, down)

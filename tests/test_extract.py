@@ -75,7 +75,7 @@ def test_charsets_are_decoded(sample):
     assert undeclared["drop_reason"] == ""
     big5 = alts[TRADITIONAL["197142"]]
     assert big5["charset"] == "big5hkscs" and big5["drop_reason"] == ""
-    assert alts["東京の桜並木と春の風景の写真です"]["charset"] == "shift_jis"
+    assert alts["東京の桜並木と春の風景の写真です"]["charset"] == "cp932"  # Shift_JIS, read as browsers read it
 
 
 def test_image_urls_resolve_like_a_browser(sample):

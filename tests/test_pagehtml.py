@@ -95,6 +95,78 @@ def test_markup(html, expected):
     assert pairs(html) == [(base + url, alt) for url, alt in expected]
 
 
+@pytest.mark.parametrize("src,expected", [
+    ("s.jpg?a=1&region=cn&timestamp=5", "s.jpg?a=1&region=cn&timestamp=5"),  # not ®ion, not ×tamp
+    *((f"s.jpg?x=1&{name}=2", f"s.jpg?x=1&{name}=2") for name in ("section", "param", "notice", "currency", "copy")),
+    ("s.jpg?a=1&amp;b=2&#38;c=3", "s.jpg?a=1&b=2&c=3"),
+    ("s.jpg?a=1&amp", "s.jpg?a=1&"),  # a legacy name with nothing after it is still a reference
+    ("s.jpg?q=&not", "s.jpg?q=¬"),
+    ("\x01 s.jpg\x1f", "s.jpg"),  # C0 controls and spaces at the ends go, as the URL parser strips them
+    ("s\n.j\tp\rg", "s.jpg"),  # tabs and newlines go everywhere
+    ("&#9;s.jpg&#32;", "s.jpg"),  # also when references make them
+    ("s\x00.jpg", "s\ufffd.jpg"),  # NUL is U+FFFD in an attribute, which the URL keeps
+])
+def test_image_urls_read_references_by_the_attribute_rule(src, expected):
+    assert pairs(f'<img src="{src}" alt="带参数的图片">') == [("http://www.shop.test/dir/" + expected, "带参数的图片")]
+
+
+@pytest.mark.parametrize("alt,expected", [
+    ("&copy2024 版权", "&copy2024 版权"),  # a legacy name before a digit stays literal in an attribute
+    ("&copy 2024 版权", "© 2024 版权"),
+    ("&copy;2024 版权", "©2024 版权"),
+    ("鱼&amp;熊掌 &amp 兼得", "鱼&熊掌 & 兼得"),
+    ("价格&yen=99元", "价格&yen=99元"),  # '=' after a legacy name: literal
+    ("&notin; &notit; &not", "∉ &notit; ¬"),
+    ("&NotEqualTilde; &CounterClockwiseContourIntegral;", "≂̸ ∳"),  # the full table, two code points for one
+    ("&#0;&#x110000;&#xD800;&#99999999999;", "\ufffd" * 4),  # NUL, out of range, surrogate
+    ("&#x80;&#128;&#x9F;", "€€Ÿ"),  # 0x80-0x9F as windows-1252 has them
+    ("&#x81;&#x8D; &#1; &#x7F; &#xFFFE; &#xFDD0;", "\x81\x8d \x01 \x7f \ufffe \ufdd0"),  # kept as they are
+    ("&#x41&#66;&#; &#x; &", "AB&#; &#x; &"),
+    ("空\x00字节", "空\ufffd字节"),
+])
+def test_alts_read_references_by_the_attribute_rule(alt, expected):
+    assert pairs(f'<img src="a.jpg" alt="{alt}">') == [("http://www.shop.test/dir/a.jpg", expected)]
+
+
+@pytest.mark.parametrize("html,expected", [
+    # comments end as the standard ends them
+    ('<!--><img src="a.jpg" alt="空注释之后">', [("a.jpg", "空注释之后")]),
+    ('<!---><img src="a.jpg" alt="空注释之后">', [("a.jpg", "空注释之后")]),
+    ('<!----><img src="a.jpg" alt="空注释之后">', [("a.jpg", "空注释之后")]),
+    ('<!-- a --!><img src="a.jpg" alt="感叹号结束">', [("a.jpg", "感叹号结束")]),
+    ('<!-- a -- ><img src="b.jpg" alt="看不见"> --><img src="a.jpg" alt="真正结束后">', [("a.jpg", "真正结束后")]),
+    ('<?php echo "<img src=b.jpg alt=看不见"; ?><img src="a.jpg" alt="伪注释之后">', [("a.jpg", "伪注释之后")]),
+    ('<!DOCTYPE html PUBLIC "-//W3C//DTD XHTML 1.0//EN"><img src="a.jpg" alt="文档类型后">', [("a.jpg", "文档类型后")]),
+    # markup inside another tag's attribute value (tooltips) or an end tag's is not markup
+    ('<a title="<img src=b.jpg alt=提示里的图片>">链接</a><img src="a.jpg" alt="真的图片">', [("a.jpg", "真的图片")]),
+    ("<span data-tip='<img src=\"b.jpg\" alt=\"提示\">'></span>", []),
+    ('</div class="<img src=b.jpg alt=结束标签里>">', []),
+    # <image> is <img>
+    ('<IMAGE src="a.jpg" alt="图像标签">', [("a.jpg", "图像标签")]),
+    # a tag the page ends inside is no tag; a quote that never closes runs to the end of the page
+    ('<img src="a.jpg" alt="未闭合的引号', []),
+    ('<img src="a.jpg" alt="未闭合的引号>后面的文字', []),
+    ('<img src="a.jpg" alt="引号>后文<b class="x">', [("a.jpg", "引号>后文<b class=")]),
+    ('<img src="a.jpg" alt="说明"', []),
+    # raw text: scripts (with their <!-- <script> escapes), styles, RCDATA, plaintext
+    ('<script><!--<script></script><img src=b.jpg alt=看不见></script>--></script><img src=a.jpg alt=脚本之后>',
+     [("a.jpg", "脚本之后")]),
+    ('<script><!--</script><img src=a.jpg alt=转义注释里的结束标签>', [("a.jpg", "转义注释里的结束标签")]),
+    ('<script>if (a<b) document.write("<img src=b.jpg alt=看不见>")</SCRIPT ><img src=a.jpg alt=脚本之后>',
+     [("a.jpg", "脚本之后")]),
+    ('<title>标题 <img src=b.jpg alt=看不见></titles></title ><img src=a.jpg alt=标题之后>', [("a.jpg", "标题之后")]),
+    ('<xmp><img src=b.jpg alt=看不见></xmp><iframe><img src=c.jpg alt=看不见></iframe>'
+     '<noembed><img src=d.jpg alt=看不见></noembed><noframes><img src=e.jpg alt=看不见></noframes>'
+     '<img src=a.jpg alt=原始文本之后>', [("a.jpg", "原始文本之后")]),
+    ('<style>a::after{content:"</style"}</style><img src=a.jpg alt=样式之后>', [("a.jpg", "样式之后")]),
+    ('<img src=a.jpg alt=之前><plaintext><img src=b.jpg alt=纯文本里>', [("a.jpg", "之前")]),
+    ('<textarea><img src=b.jpg alt=看不见>', []),  # never closed: the rest of the page is its text
+])
+def test_markup_as_browsers_read_it(html, expected):
+    base = "http://www.shop.test/dir/"
+    assert pairs(html) == [(base + url, alt) for url, alt in expected]
+
+
 def test_base_href_applies_to_the_whole_page_and_the_first_wins():
     html = ('<img src="a.jpg" alt="在基准之前"><base href="/static/img/"><base href="http://other.test/">'
             '<img src="../b.jpg" alt="在基准之后"><img src="//cdn.test/c.jpg" alt="协议相对">')
@@ -114,6 +186,10 @@ def test_gbk_urls_and_alts_decode_with_the_page_charset():
     b'<img a="> ' * 200_000 + b"<img alt='> " * 200_000,
     b"<!--" + b"<img src=a.jpg alt=x>" * 50_000,
     b"<script>" + b"<img src=a.jpg alt=x>" * 50_000,
+    b"<script>" + b"<!--<script></script>-->" * 50_000,
+    b"<a title='" * 200_000 + b"<p title=\"" * 200_000,
+    b"<img src=a.jpg alt='" + b"&amp" * 200_000 + b"&#" + b"9" * 500_000 + b"&notin" * 100_000 + b"'>",
+    b"<meta charset=" * 100_000 + b"<img src=a.jpg alt=\xff>",
 ])
 def test_hostile_pages_scan_in_linear_time(hostile):
     started = time.process_time()
