@@ -9,7 +9,6 @@ import tomllib
 import yaml
 from conftest import ROOT
 
-
 AIRFLOW_SERVICES = ("airflow-init", "api-server", "scheduler", "dag-processor", "triggerer", "worker", "flower")
 
 
