@@ -4,7 +4,8 @@ VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test airflow lint bench-source bench-extract bench-text bench-download bench-score bench-dedup bench-politeness clean
+.PHONY: demo demo-stack test airflow lint bench-source bench-extract bench-text bench-download bench-score bench-dedup bench-politeness \
+	bench-plan bench-orchestration constraints clean
 
 $(STAMP): requirements.txt pyproject.toml danqing/imgscan.pyx
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
@@ -15,6 +16,10 @@ $(STAMP): requirements.txt pyproject.toml danqing/imgscan.pyx
 
 demo: $(STAMP)
 	$(PY) scripts/demo.py
+
+# The production topology as local processes: PostgreSQL, Redis, S3 (moto), Celery workers.
+demo-stack: $(STAMP)
+	$(PY) scripts/stack.py
 
 test: $(STAMP)
 	$(VENV)/bin/pytest
@@ -46,5 +51,15 @@ bench-score: $(STAMP)
 bench-dedup: $(STAMP)
 	$(PY) scripts/bench_dedup.py
 
+bench-plan: $(STAMP)
+	$(PY) scripts/bench_plan.py
+
+bench-orchestration: $(STAMP)
+	$(PY) scripts/bench_orchestration.py
+
+# The Airflow image's lock: the versions of this venv, where the tests pass.
+constraints: $(STAMP)
+	scripts/constraints.sh > docker/constraints.txt
+
 clean:
-	rm -rf .airflow data
+	rm -rf .airflow .stack data

@@ -30,12 +30,17 @@ class SourceConfig(Section):
     collinfo_url: str = "https://index.commoncrawl.org/collinfo.json"
     max_warcs: int = Field(0, ge=0, description="0 = every WARC of the crawl")
     warcs_per_shard: int = Field(4, ge=1)
-    max_shards: int = Field(1024, ge=1, le=1024, description="[core] max_map_length")
+    # One DAG run per crawl maps one task per shard, so this is also Airflow's [core] max_map_length,
+    # raised from 1024 to 8192 in docker/airflow.env: a crawl's ~150M Chinese records at 20,000 per shard.
+    max_shards: int = Field(8192, ge=1, le=8192, description="at most [core] max_map_length")
     # Discovery: crawls that started before this date (or crawl id) are never queued; empty = all.
     since: str = ""
-    # Columnar URL index table root (e.g. s3://commoncrawl/cc-index/table/cc-main/warc/);
-    # empty = plan whole WARCs. With it, shards are byte ranges of the selected records.
-    index_url: str = ""
+    # Columnar URL index table root, read by commoncrawl runs: shards are byte ranges of the records in
+    # the wanted languages. Over https (the default, Common Crawl's public endpoint) the crawl's
+    # cc-index-table.paths.gz lists its files; s3://commoncrawl/cc-index/table/cc-main/warc/ works with
+    # storage_options. Empty = plan whole WARCs (~100 TB a crawl); the sample source always does.
+    index_url: str = "https://data.commoncrawl.org/cc-index/table/cc-main/warc/"
+    index_memory_mb: int = Field(2048, ge=256, le=1_000_000, description="DuckDB's cap while planning; sorts spill")
     index_mimes: list[str] = ["text/html", "application/xhtml+xml"]
     ranges_per_shard: int = Field(20_000, ge=1)
     # fsspec options for reading the source (WARCs, index), e.g. {"endpoint_url": ...} for s3.
@@ -232,7 +237,8 @@ class PublishTarget(Section):
 
 
 class PublishConfig(Section):
-    release_root: str = ""  # empty = {root}/release
+    # empty = {root}/release; DANQING_RELEASE_ROOT sets it per deployment (a local folder while root is on S3)
+    release_root: str = Field(default_factory=lambda: os.environ.get("DANQING_RELEASE_ROOT", ""))
     rows_per_file: int = Field(100_000, ge=1, description="pairs per parquet file, so each stays loadable")
     # Appended to the release's tag <crawl>-<config hash>: set it to publish a changed release of the same
     # crawl and config (a tag that exists with other content is refused otherwise).
@@ -254,7 +260,7 @@ class PipelineConfig(Section):
     score: ScoreConfig = ScoreConfig()
     dedup: DedupConfig = DedupConfig()
     align: AlignConfig = AlignConfig()
-    publish: PublishConfig = PublishConfig()
+    publish: PublishConfig = Field(default_factory=PublishConfig)  # reads DANQING_RELEASE_ROOT when built
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any] | None = None) -> PipelineConfig:

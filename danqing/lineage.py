@@ -68,6 +68,8 @@ CLI = Attempt()
 
 @lru_cache(maxsize=8)
 def engine(url: str) -> sa.Engine:
+    if url.startswith("postgresql://"):  # SQLAlchemy 2.1 reads it as psycopg 3, which is not installed
+        url = "postgresql+psycopg2://" + url.removeprefix("postgresql://")
     if url.startswith("sqlite:///"):
         from pathlib import Path
 

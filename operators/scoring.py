@@ -5,7 +5,8 @@ summaries (dicts with "shard" and "uri") and yields one score summary per shard,
 the mode. The mode is read when the DAG file is parsed: `score_task(mode)` or the
 DANQING_SCORE_MODE environment variable, "local" (default) or "kubernetes".
 
-- local: operators.stage's shard task, i.e. danqing.shard.run_shard("score", ...) in the worker.
+- local: operators.stage's shard task, i.e. danqing.shard.run_shard("score", ...) in the worker,
+  on the Celery queue DANQING_SCORE_QUEUE when set (a pool of GPU workers consumes it).
 - kubernetes: one KubernetesPodOperator per shard on a GPU node (ScoreConfig.pod: image,
   namespace, GPUs, node selector, tolerations), running the CLI's pipeline form,
   `danqing --config JSON score --crawl C --shard N --input URI --xcom /airflow/xcom/return.json`,
@@ -32,7 +33,8 @@ def score_task(mode: str | None = None, pod=None, task_id: str = "score"):
     if mode == "local":
         from operators import stage
 
-        return stage.shard_task(task_id)
+        queue = os.environ.get("DANQING_SCORE_QUEUE", "")
+        return stage.shard_task(task_id).override(queue=queue) if queue else stage.shard_task(task_id)
     return _PodScoring(pod, task_id)
 
 

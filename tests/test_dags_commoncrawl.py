@@ -28,7 +28,7 @@ def test_commoncrawl_snapshot_plans_real_paths(airflow_db, commoncrawl, tmp_path
     root = str(tmp_path / "data")
     monkeypatch.setenv("DANQING_ROOT", root)
     conf = {"crawl_id": CRAWL, "source": "commoncrawl", "shard_size": 3, "max_warcs": 10,
-            "config": {"source": {"commoncrawl_url": commoncrawl.url + "/"}}}
+            "config": {"source": {"commoncrawl_url": commoncrawl.url + "/", "index_url": ""}}}  # whole WARCs
     # Reading WARCs stops at the network: everything after planning is marked done, not run.
     run = _dag("danqing_snapshot").test(run_conf=conf, mark_success_pattern=AFTER_PLAN)
     assert run.state == "success"

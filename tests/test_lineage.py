@@ -49,3 +49,13 @@ def test_uploads_keep_the_newest_row_per_shard_and_target(url):
     got = lineage.uploaded(url, "CC-MAIN-2025-47")
     assert [(r["kind"], r["commit_id"]) for r in got] == [("huggingface", "c2"), ("modelscope", "m1")]
     assert got[0]["files"] == {"data/x/pairs-00000.parquet": "bb"}
+
+
+def test_a_bare_postgresql_url_uses_psycopg2():
+    """SQLAlchemy 2.1 maps postgresql:// to psycopg 3 (not installed): the store names psycopg2 itself."""
+    bare = create_pg_database(f"danqing_test_lineage_bare_{os.getpid()}").replace("postgresql+psycopg2://",
+                                                                                    "postgresql://")
+    assert lineage.engine(bare).dialect.driver == "psycopg2"
+    lineage.record(bare, **_row())
+    assert lineage.crawls(bare) == {"CC-MAIN-2025-47"}
+    lineage.engine(bare).dispose()

@@ -55,15 +55,23 @@ def test_split_is_balanced_and_keeps_order():
 def _cc(cfg, tmp_path, **source) -> tuple[PipelineConfig, str]:
     index = tmp_path / "warc.paths.gz"
     shutil.copy(REAL, index)
-    return with_source(cfg, kind="commoncrawl", commoncrawl_url="https://data.commoncrawl.org/", **source), str(index)
+    source = {"kind": "commoncrawl", "commoncrawl_url": "https://data.commoncrawl.org/", "index_url": "", **source}
+    return with_source(cfg, **source), str(index)
+
+
+def test_commoncrawl_runs_read_the_columnar_index_by_default():
+    cc = PipelineConfig.from_overrides({"source": {"kind": "commoncrawl"}})
+    assert plan.uses_index(cc) and cc.source.index_url.startswith("https://data.commoncrawl.org/")
+    assert not plan.uses_index(PipelineConfig())  # the sample crawl: whole WARCs
+    assert not plan.uses_index(with_source(cc, index_url=""))  # whole WARCs on purpose
 
 
 def test_real_crawl_grows_shards_to_fit_max_map_length(cfg, tmp_path):
     cc, index = _cc(cfg, tmp_path)
     shards = plan.plan(cc, CRAWL, index)
-    assert shards == list(range(1024))
+    assert shards == list(range(8192)) == list(range(cc.source.max_shards))
     sizes = [len(plan.shard_inputs(cc, CRAWL, s)) for s in shards]
-    assert sum(sizes) == 100_000 and set(sizes) == {97, 98}  # grown from 4, balanced
+    assert sum(sizes) == 100_000 and set(sizes) == {12, 13}  # grown from 4, balanced
     first = plan.shard_inputs(cc, CRAWL, 0)[0]
     assert first == ("https://data.commoncrawl.org/crawl-data/CC-MAIN-2025-47/segments/1762439342185.16/"
                      "warc/CC-MAIN-20251106200718-20251106230718-00000.warc.gz")
@@ -196,3 +204,47 @@ def test_index_plan_reads_back_only_chinese_pages(cfg, tmp_path):
     assert {r["page_url"]: r["page_language"] for r in extracted} == {u: labels[u] for u in zh_urls}
     assert {labels[r["page_url"]] for r in extracted if r["drop_reason"] == extract.PAGE_NOT_CHINESE} == {"eng,zho"}
     assert {labels[r["page_url"]] for r in extracted if r["drop_reason"] == ""} == {"zho,eng"}
+
+
+def test_index_over_https_lists_files_from_cc_index_table_paths(cfg, tmp_path):
+    """The production default: the index's parquet files named by the crawl's cc-index-table.paths.gz
+    and read with HTTP range requests (here from a loopback 'data.commoncrawl.org')."""
+    rows, expected = synthetic_index(n_warcs=3, per_warc=300)
+    site = tmp_path / "site"
+    table = "cc-index/table/cc-main/warc"
+    files = write_index(rows, site / table / f"crawl={CRAWL}" / "subset=warc", parts=2)
+    listed = [f.relative_to(site).as_posix() for f in files]
+    listed.append(f"{table}/crawl={CRAWL}/subset=crawldiagnostics/part-00000.c000.gz.parquet")  # not read
+    write_paths(listed, site / "crawl-data" / CRAWL / "cc-index-table.paths.gz")
+    index = write_paths(sorted({r["warc_filename"] for r in rows}), tmp_path / "warc.paths.gz")
+    with LoopbackServer(static_files(site)) as srv:
+        cc = with_source(cfg, kind="commoncrawl", commoncrawl_url=srv.url + "/", index_url=f"{srv.url}/{table}/",
+                         ranges_per_shard=100)
+        assert plan.index_files(cc, CRAWL) == [f"{srv.url}/{p}" for p in listed[:2]]
+        shards = plan.plan(cc, CRAWL, str(index))
+        assert any("range" in h for _, h in srv.requests)  # parquet read in ranges, not downloaded whole
+    got = sorted(_planned_records(cc, shards))
+    assert {w for w, _, _ in got} == {w for w, _, _ in expected}
+    assert len(shards) == -(-len(expected) // 100)
+
+
+@pytest.mark.parametrize("seed", range(5))
+def test_run_texts_match_format_spec(seed):
+    """The vectorised spec of one WARC's records equals warcsource.format_spec's (touching, overlapping and
+    apart records), and every record keeps its languages."""
+    import json
+
+    import pyarrow as pa
+
+    rng = random.Random(seed)
+    offsets, lengths, offset = [], [], 0
+    for _ in range(rng.randint(1, 60)):
+        offset += rng.choice([0, 0, 1, 50, 5000]) if offsets else rng.randint(0, 100)
+        offsets.append(offset)
+        lengths.append(rng.randint(1, 3000))
+        offset += rng.choice([lengths[-1], lengths[-1] // 2, lengths[-1] + 10])
+    langs = [rng.choice(["zho", "zho,eng", None, 'a"b']) for _ in offsets]
+    run = pa.table({"warc_filename": ["w"] * len(offsets), "o": offsets, "n": lengths, "l": langs})
+    spec, members = plan._run_texts(run)
+    assert "w" + plan.RANGES_MARK + spec == warcsource.format_spec("w", list(zip(offsets, lengths, strict=True)))
+    assert json.loads("{" + members + "}") == {str(o): lang or "" for o, lang in zip(offsets, langs, strict=True)}
