@@ -193,6 +193,7 @@ def test_deadline_alert_fires_for_an_overdue_run_and_not_for_one_that_finished(a
     from sqlalchemy import select
 
     monkeypatch.setenv("DANQING_RUN_DEADLINE_H", "6")
+    monkeypatch.setenv("AIRFLOW__CORE__MIN_SERIALIZED_DAG_UPDATE_INTERVAL", "0")  # another test just wrote it
     bag = DagBag(dag_folder=str(ROOT / "dags" / "danqing_snapshot.py"))
     assert bag.get_dag("danqing_snapshot").deadline is not None
     DagBundlesManager().sync_bundles_to_db()
