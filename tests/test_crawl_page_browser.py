@@ -206,7 +206,7 @@ def _screenshot(browser) -> None:
     """The page as it is, full height: the run's artifact (and the README's picture)."""
     browser.execute_script("window.scrollTo(0, 0)")
     height = browser.execute_script("return document.documentElement.scrollHeight")
-    browser.set_window_size(1400, min(height + 40, 6000))
+    browser.set_window_size(1400, min(height + 160, 6000))  # the window is taller than its viewport
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     assert browser.save_screenshot(str(ARTIFACTS / "crawl-page.png"))
     browser.set_window_size(1400, 1000)

@@ -129,3 +129,21 @@ def test_throughput_and_eta_of_a_running_run():
     assert p["eta_s"] == pytest.approx(1200, rel=0.01)  # 4 of 12 cells in 10 min: 20 min more
     assert "eta_s" not in crawl.progress({"rows": [{"cells": cells}]}, rows,
                                          SimpleNamespace(**{**run.__dict__, "state": "failed"}))
+
+
+def test_trend_across_released_crawls_and_where_the_release_went(crawl_lineage):
+    url = crawl_lineage
+    older = "CC-MAIN-2025-43"
+    record_crawl(url, older, shards=4, rows=400, seed=1)
+    for crawl in (older, CRAWL):  # both released
+        for shard in range(4):
+            lineage.record(url, crawl=crawl, shard=shard, stage="publish", status="done", run_id="r", try_number=1,
+                           inputs=[], outputs={}, count_in=10, count_out=10, dropped={}, errors={}, seconds=0.0,
+                           code_version="0", config_hash="h")
+    lineage.record_upload(url, crawl=CRAWL, shard=0, kind="huggingface", repo_id="org/danqing-cc",
+                          endpoint="https://huggingface.co", tag=CRAWL, commit_id="0123456789abcdef0123",
+                          files={"data/00000.parquet": "ab"}, run_id="r", try_number=1)
+    page = _client().get(f"/crawl/{CRAWL}").text
+    assert "<svg class='trend'" in page and page.count("<polyline") == 8  # one line per stage over two crawls
+    assert "<td>CC-MAIN-2025-43</td>" in page and "<td>CC-MAIN-2025-47</td>" in page
+    assert f"https://huggingface.co/datasets/org/danqing-cc/tree/{CRAWL}" in page and "0123456789ab" in page
