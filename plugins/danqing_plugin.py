@@ -15,12 +15,13 @@ from typing import Any
 from airflow.plugins_manager import AirflowPlugin
 from fastapi import FastAPI, HTTPException, Request
 from fastapi.responses import HTMLResponse, JSONResponse, RedirectResponse
+from starlette.requests import HTTPConnection
 
 PREFIX = "/danqing"
-Authenticate = Callable[[Request], Awaitable[Any]]
+Authenticate = Callable[[HTTPConnection], Awaitable[Any]]
 
 
-async def airflow_user(request: Request):
+async def airflow_user(request: HTTPConnection):
     """The request's Airflow user (bearer token or the UI's session cookie), else HTTPException 401/403."""
     from airflow.api_fastapi.core_api.security import bearer_scheme, get_user
 
@@ -70,14 +71,16 @@ class RequireLogin:
         self.app, self.authenticate, self.login_url = app, authenticate, login_url
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] != "http":
+        if scope["type"] not in ("http", "websocket"):  # lifespan
             return await self.app(scope, receive, send)
-        request = Request(scope)
+        connection = HTTPConnection(scope)
         try:
-            user = await self.authenticate(request)
+            user = await self.authenticate(connection)
         except HTTPException as exc:
-            if request.method == "GET" and "text/html" in request.headers.get("accept", ""):
-                response = RedirectResponse(self.login_url(str(request.url)), status_code=303)
+            if scope["type"] == "websocket":
+                return await send({"type": "websocket.close", "code": 1008})
+            if scope["method"] == "GET" and "text/html" in connection.headers.get("accept", ""):
+                response = RedirectResponse(self.login_url(str(connection.url)), status_code=303)
             else:
                 response = JSONResponse({"detail": exc.detail}, status_code=exc.status_code)
             return await response(scope, receive, send)

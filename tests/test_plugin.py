@@ -13,6 +13,7 @@ from conftest import ROOT
 from crawl_helpers import record_crawl
 from fastapi import HTTPException
 from fastapi.testclient import TestClient
+from starlette.websockets import WebSocketDisconnect
 
 from danqing import lineage
 
@@ -60,6 +61,9 @@ def test_every_route_refuses_anonymous_requests(crawl_lineage):
             answer = client.request(method, url, headers={"Accept": "application/json"}, follow_redirects=False)
             assert answer.status_code in (401, 403), (method, url, answer.status_code)
             assert CRAWL not in answer.text and "openapi" not in answer.text
+    with pytest.raises(WebSocketDisconnect) as closed, client.websocket_connect("/ws"):  # no websocket either
+        pass
+    assert closed.value.code == 1008
     # A browser asking for a page goes to Airflow's login instead.
     page = _client(authenticate=_anonymous).get(f"/crawl/{CRAWL}", headers={"Accept": "text/html"},
                                                 follow_redirects=False)
