@@ -41,7 +41,7 @@ def airflow_can_edit(user) -> bool:
 
 
 def airflow_clear_failed(run_id: str, user) -> list[dict]:
-    """Clear the run's failed task instances (and what failed upstream of them) through Airflow's own
+    """Clear the run's failed task instances (and those downstream they held up) through Airflow's own
     clear endpoint, so the scheduler runs them again."""
     from airflow.api_fastapi.core_api.datamodels.task_instances import ClearTaskInstancesBody
     from airflow.api_fastapi.core_api.routes.public.task_instances import post_clear_task_instances
