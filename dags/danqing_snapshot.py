@@ -11,7 +11,7 @@ from __future__ import annotations
 from airflow.sdk import Param, dag
 
 from danqing.paths import CRAWL_ID_PATTERN
-from operators import publishing, stage
+from operators import alerts, publishing, stage
 from operators.scoring import score_task
 
 SAMPLE_CRAWL_ID = "CC-MAIN-2099-01"  # danqing.config.SAMPLE_CRAWL_ID, kept literal so parsing stays light
@@ -23,6 +23,7 @@ SAMPLE_CRAWL_ID = "CC-MAIN-2099-01"  # danqing.config.SAMPLE_CRAWL_ID, kept lite
     catchup=False,
     max_active_runs=2,
     default_args=stage.DEFAULT_ARGS,
+    deadline=alerts.deadline_alert(),  # pages when a run outlives alerts.run_deadline_h
     tags=["danqing"],
     doc_md=__doc__,
     params={

@@ -248,6 +248,29 @@ class PublishConfig(Section):
     targets: list[PublishTarget] = []  # empty = the local release folder only
 
 
+class AlertsConfig(Section):
+    """What pages on-call and where it goes (operators/alerts.py, docs/RUNBOOK.md). Not in the config hash:
+    a threshold that changes what pages never changes a shard's output."""
+
+    # log = the task log only; slack = SlackWebhookNotifier, smtp = SmtpNotifier, each through an Airflow
+    # connection (the token or password lives there, never here). The DAG reads these when it is parsed.
+    notifier: Literal["log", "slack", "smtp"] = Field(
+        default_factory=lambda: os.environ.get("DANQING_ALERT_NOTIFIER", "log"))
+    slack_conn_id: str = "danqing_slack"  # a slackwebhook connection: the webhook token in its password
+    smtp_conn_id: str = "smtp_default"
+    email_to: list[str] = Field(default_factory=lambda: [
+        a.strip() for a in os.environ.get("DANQING_ALERT_EMAIL_TO", "").split(",") if a.strip()])
+    # A crawl run still going this long after it was queued pages (DeadlineAlert; 0 = none); read at parse time.
+    run_deadline_h: float = Field(default_factory=lambda: float(os.environ.get("DANQING_RUN_DEADLINE_H", "48")),
+                                  ge=0, le=24 * 31)
+    # Data quality, checked by each shard task as it finishes (no waiting for a failure):
+    min_download_success: float = Field(0.8, ge=0, le=1, description="images fetched / attempted, per shard")
+    max_kept_drift: float = Field(0.5, gt=0, le=10, description="|kept ratio - crawl median| / median, per stage")
+    min_rows: int = Field(200, ge=1, description="shards with fewer rows in at a stage are not judged")
+    min_shards: int = Field(3, ge=2, description="judged shards of a stage needed for a median")
+    on_quality: Literal["alert", "fail"] = "alert"  # fail = the shard's task fails (after alerting)
+
+
 class PipelineConfig(Section):
     root: str = Field(default_factory=lambda: os.environ.get("DANQING_ROOT", str(Path("data").resolve())))
     lineage_url: str = Field(default_factory=lambda: os.environ.get("DANQING_LINEAGE_URL", ""))
@@ -261,6 +284,7 @@ class PipelineConfig(Section):
     dedup: DedupConfig = DedupConfig()
     align: AlignConfig = AlignConfig()
     publish: PublishConfig = Field(default_factory=PublishConfig)  # reads DANQING_RELEASE_ROOT when built
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)  # reads its env defaults per instance
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any] | None = None) -> PipelineConfig:
@@ -268,7 +292,7 @@ class PipelineConfig(Section):
 
     def hash(self) -> str:
         """Hash of everything that changes outputs (not where they are stored)."""
-        data = self.model_dump(exclude={"root", "lineage_url", "storage_options"})
+        data = self.model_dump(exclude={"root", "lineage_url", "storage_options", "alerts"})
         del data["download"]["host_overrides"], data["source"]["storage_options"]  # loopback map, credentials
         del data["publish"]["targets"], data["publish"]["version"]  # where a release goes, and its tag suffix
         # Parallelism changes how fast, not what: a shard split over processes writes the same bytes;

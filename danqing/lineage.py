@@ -55,6 +55,23 @@ uploads = sa.Table(
 )
 
 
+# Alerts raised for a crawl (failed shards, data quality, overdue runs): one row per (run, shard, stage,
+# code), so a rerun of a check pages once and the funnel page can list what paged.
+alerts = sa.Table(
+    "danqing_alerts",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=True),
+    sa.Column("crawl", sa.String(64), nullable=False, index=True),
+    sa.Column("run_id", sa.String(250), nullable=False),
+    sa.Column("shard", sa.Integer, nullable=False),  # -1 = the whole run
+    sa.Column("stage", sa.String(64), nullable=False),  # the stage or task id ("" = the whole run)
+    sa.Column("code", sa.String(64), nullable=False),  # see docs/RUNBOOK.md
+    sa.Column("message", sa.Text, nullable=False),  # redacted before it gets here
+    sa.Column("created_at", sa.DateTime(timezone=True), nullable=False),
+    sa.UniqueConstraint("crawl", "run_id", "shard", "stage", "code", name="danqing_alerts_once"),
+)
+
+
 @dataclass(frozen=True)
 class Attempt:
     """Who ran a stage: an Airflow run id and try number, or the CLI."""
@@ -102,14 +119,43 @@ def uploaded(url: str, crawl: str) -> list[dict]:
     return sorted(newest.values(), key=lambda r: (r["kind"], r["repo_id"], r["shard"]))
 
 
+def record_alert(url: str, **row) -> bool:
+    """Store an alert; False when the same (crawl, run, shard, stage, code) was raised already."""
+    row.setdefault("created_at", dt.datetime.now(dt.UTC))
+    try:
+        with engine(url).begin() as conn:
+            conn.execute(alerts.insert().values(**row))
+    except sa.exc.IntegrityError:
+        return False
+    return True
+
+
+def alerts_raised(url: str, crawl: str) -> list[dict]:
+    """A crawl's alerts, newest first."""
+    with engine(url).connect() as conn:
+        query = sa.select(alerts).where(alerts.c.crawl == crawl).order_by(alerts.c.id.desc())
+        return [dict(r) for r in conn.execute(query).mappings()]
+
+
 def latest(url: str, crawl: str) -> list[dict]:
     """The newest row per (shard, stage) of a crawl: the state its outputs are in now."""
     with engine(url).connect() as conn:
         rows = conn.execute(sa.select(runs).where(runs.c.crawl == crawl).order_by(runs.c.id)).mappings().all()
-    newest: dict[tuple[int, str], dict] = {}
-    for r in rows:
-        newest[(r["shard"], r["stage"])] = dict(r)
-    return list(newest.values())
+    return _newest_per_shard_stage(rows)
+
+
+def run_rows(url: str, crawl: str, run_id: str) -> list[dict]:
+    """The newest row per (shard, stage) that one Airflow run wrote: what that run did, even where a later
+    run has since recorded the same shards."""
+    with engine(url).connect() as conn:
+        query = sa.select(runs).where(runs.c.crawl == crawl, runs.c.run_id == run_id).order_by(runs.c.id)
+        rows = conn.execute(query).mappings().all()
+    return _newest_per_shard_stage(rows)
+
+
+def _newest_per_shard_stage(rows) -> list[dict]:
+    newest = {(r["shard"], r["stage"]): r for r in rows}  # rows come oldest first
+    return [{**r, "dropped": _as_dict(r["dropped"]), "errors": _as_dict(r["errors"])} for r in newest.values()]
 
 
 def crawls(url: str) -> set[str]:

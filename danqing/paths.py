@@ -48,6 +48,17 @@ def shard_of(uri: str) -> int:
     return int(match.group(1))
 
 
+def shard_label(shard: int) -> str:
+    """How a shard's task instance is named in Airflow's UI (its rendered map index)."""
+    return f"shard {shard:05d}"
+
+
+def shard_of_label(label: str | None) -> int | None:
+    """The inverse of shard_label; None for any other label."""
+    match = re.fullmatch(r"shard (\d+)", label or "")
+    return int(match.group(1)) if match else None
+
+
 def stats_uri(root: str, crawl: str, stage: str, shard: int) -> str:
     return shard_uri(root, crawl, stage, shard, "_stats.json")
 

@@ -30,36 +30,56 @@ def funnel_table(cfg: PipelineConfig, crawl: str) -> str:
     return "\n".join(lines)
 
 
-def sample_path(cfg: PipelineConfig, crawl: str, sample: str) -> str:
-    """Every decision on one sample, from its WARC record to the release row."""
+def sample_trace(cfg: PipelineConfig, crawl: str, sample: str) -> dict | None:
+    """Every decision on one sample, from its WARC record to the release: None when no extract output has it.
+
+    {"sample", "crawl", "shard", "origin": its extract row, "steps": [{"stage", "verdict": kept | dropped |
+    not reached | released, "reason", "uri"}]}; the steps stop at the first stage that dropped it.
+    """
     outputs = {(r["stage"], r["shard"]): r for r in lineage.latest(cfg.lineage, crawl)}
     extract = sorted(shard for stage, shard in outputs if stage == "extract")
     found = [(shard, row) for shard in extract for row in _rows(cfg, crawl, "extract", shard, sample)]
     if not found:
-        return f"sample {sample} not found in the extract outputs of {crawl}"
+        return None
     shard, origin = found[0]
-    lines = [f"sample {sample} of {crawl}, shard {shard:05d}",
-             f"  warc      {origin['warc_filename']} offset={origin['warc_record_offset']} "
-             f"length={origin['warc_record_length']}",
-             f"  page      {origin['page_url']}",
-             f"  image     {origin['url']}",
-             f"  alt       {origin['alt_text']}"]
+    steps = []
     for stage in paths.STAGES[:-1]:
         if (stage, shard) not in outputs:
             continue
         rows = _rows(cfg, crawl, stage, shard, sample)
         uri = paths.shard_uri(cfg.root, crawl, stage, shard)
         if not rows:
-            lines.append(f"  {stage:<9} not reached")
+            steps.append({"stage": stage, "verdict": "not reached", "reason": "", "uri": uri})
             break
         reason = rows[0]["drop_reason"]
-        lines.append(f"  {stage:<9} {'kept' if not reason else 'dropped: ' + reason:<28} {uri}")
+        steps.append({"stage": stage, "verdict": "dropped" if reason else "kept", "reason": reason, "uri": uri})
         if reason:
             break
     else:
         if ("publish", shard) in outputs:
             release = paths.release_dir(cfg.release_root, crawl)
-            lines.append(f"  {'publish':<9} {'released':<28} {release}/data/{crawl}/")
+            steps.append({"stage": "publish", "verdict": "released", "reason": "", "uri": f"{release}/data/{crawl}/"})
+    return {"sample": sample, "crawl": crawl, "shard": shard, "origin": origin, "steps": steps}
+
+
+def sample_path(cfg: PipelineConfig, crawl: str, sample: str) -> str:
+    """sample_trace() as `danqing lineage --sample` prints it."""
+    trace = sample_trace(cfg, crawl, sample)
+    if trace is None:
+        return f"sample {sample} not found in the extract outputs of {crawl}"
+    origin = trace["origin"]
+    lines = [f"sample {sample} of {crawl}, shard {trace['shard']:05d}",
+             f"  warc      {origin['warc_filename']} offset={origin['warc_record_offset']} "
+             f"length={origin['warc_record_length']}",
+             f"  page      {origin['page_url']}",
+             f"  image     {origin['url']}",
+             f"  alt       {origin['alt_text']}"]
+    for step in trace["steps"]:
+        if step["verdict"] == "not reached":
+            lines.append(f"  {step['stage']:<9} not reached")
+        else:
+            verdict = "dropped: " + step["reason"] if step["verdict"] == "dropped" else step["verdict"]
+            lines.append(f"  {step['stage']:<9} {verdict:<28} {step['uri']}")
     return "\n".join(lines)
 
 

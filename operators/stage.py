@@ -76,9 +76,10 @@ def shard_task(stage: str):
 
     @task(task_id=stage, map_index_template="{{ shard_label }}")
     def run(src: dict) -> dict:
+        from danqing.paths import shard_label
         from danqing.shard import run_shard
 
-        get_current_context()["shard_label"] = f"shard {src['shard']:05d}"
+        get_current_context()["shard_label"] = shard_label(src["shard"])
         cfg, crawl, attempt = run_context()
         if stage == "extract":
             from danqing.stages.plan import shard_inputs
@@ -86,9 +87,19 @@ def shard_task(stage: str):
             inputs = shard_inputs(cfg, crawl, src["shard"])
         else:
             inputs = [src["uri"]]
-        return run_shard(stage, crawl, src["shard"], inputs, cfg, attempt)
+        summary = run_shard(stage, crawl, src["shard"], inputs, cfg, attempt)
+        after_stage(cfg, crawl, stage, [src["shard"]], attempt)
+        return summary
 
     return run
+
+
+def after_stage(cfg, crawl: str, stage: str, shards: list[int], attempt) -> None:
+    """Once a stage's shards are committed: OpenLineage inputs/outputs, then the data-quality check."""
+    from operators import alerts, openlineage
+
+    openlineage.report_stage(cfg, crawl, stage, shards)
+    alerts.check_quality(cfg, crawl, shards, attempt.run_id, link=get_current_context()["ti"].log_url)
 
 
 @task
@@ -97,7 +108,9 @@ def dedup(scored: list[dict]) -> list[dict]:
     from danqing.stages import dedup as dedupe
 
     cfg, crawl, attempt = run_context()
-    return dedupe.run(cfg, crawl, sorted(s["uri"] for s in scored), attempt)
+    summaries = dedupe.run(cfg, crawl, sorted(s["uri"] for s in scored), attempt)
+    after_stage(cfg, crawl, "dedup", [s["shard"] for s in summaries], attempt)
+    return summaries
 
 
 @task
@@ -106,7 +119,9 @@ def publish(assembled: list[dict]) -> dict:
     from danqing.stages.publish import publish as publish_release
 
     cfg, crawl, attempt = run_context()
-    return publish_release(cfg, crawl, [a["uri"] for a in assembled], attempt)
+    summary = publish_release(cfg, crawl, [a["uri"] for a in assembled], attempt)
+    after_stage(cfg, crawl, "publish", [a["shard"] for a in assembled], attempt)
+    return summary
 
 
 @task

@@ -4,8 +4,10 @@ before anything imports it, as in production (metadata in PostgreSQL, not SQLite
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -22,6 +24,13 @@ os.environ["AIRFLOW__CORE__LOAD_EXAMPLES"] = "False"
 os.environ["AIRFLOW__DATABASE__SQL_ALCHEMY_CONN"] = f"{PG_SERVER}/{AIRFLOW_DB}"
 # huggingface_hub reads this at import: the loopback hub stand-ins speak LFS, not Xet (OPS-NOTES).
 os.environ["HF_HUB_DISABLE_XET"] = "1"
+# Every dag.test() run of the session reports to OpenLineage through this file (tests/test_openlineage.py).
+OPENLINEAGE_LOG = Path(os.environ["AIRFLOW_HOME"]) / "openlineage.jsonl"
+os.environ["AIRFLOW__OPENLINEAGE__TRANSPORT"] = json.dumps(
+    {"type": "file", "log_file_path": str(OPENLINEAGE_LOG), "append": True})
+# Airflow 3.3's dag.test() fails when a run with a DeadlineAlert succeeds (it looks the alert up by its
+# definition, not its id), so tests parse the DAG without one; tests/test_alerts.py turns it on.
+os.environ["DANQING_RUN_DEADLINE_H"] = "0"
 
 from danqing.config import PipelineConfig  # noqa: E402
 
@@ -89,3 +98,45 @@ def airflow_db():
     with engine.connect() as conn:
         conn.execute(sa.text(f'DROP DATABASE IF EXISTS "{AIRFLOW_DB}" WITH (FORCE)'))
     engine.dispose()
+
+
+def snapshot_dag():
+    """danqing_snapshot as dag.test() runs it here: parsed from the repository, no retries."""
+    from airflow.dag_processing.dagbag import DagBag
+
+    dag = DagBag(dag_folder=str(ROOT / "dags" / "danqing_snapshot.py")).get_dag("danqing_snapshot")
+    for task in dag.tasks:
+        task.retries = 0  # a failure here should fail the test now, not after backoff
+    return dag
+
+
+@dataclass
+class SampleRun:
+    cfg: PipelineConfig
+    crawl: str
+    run_id: str
+    conf: dict
+
+
+@pytest.fixture(scope="session")
+def sample_run(airflow_db, tmp_path_factory) -> SampleRun:
+    """danqing_snapshot on the bundled sample crawl with one WARC per shard (4 shards), run once per session
+    for the crawl page, alert and OpenLineage tests."""
+    from danqing import paths
+    from danqing.config import SAMPLE_CRAWL_ID
+    from danqing.sample.crawl import build_sample_crawl
+    from danqing.sample.imageserver import ImageServer
+
+    root = str(tmp_path_factory.mktemp("sample-run") / "data")
+    build_sample_crawl(paths.sample_crawl_root(root))
+    mp = pytest.MonkeyPatch()
+    mp.setenv("DANQING_ROOT", root)
+    try:
+        with ImageServer(paths.sample_crawl_root(root)) as images:
+            conf = {"crawl_id": SAMPLE_CRAWL_ID, "source": "sample", "shard_size": 1, "max_warcs": 0,
+                    "config": {"download": {"host_overrides": images.host_overrides, "allow_loopback": True}}}
+            run = snapshot_dag().test(run_conf=conf)
+    finally:
+        mp.undo()
+    assert run.state == "success"
+    return SampleRun(PipelineConfig(root=root), SAMPLE_CRAWL_ID, run.run_id, conf)
