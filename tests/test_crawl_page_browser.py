@@ -109,7 +109,7 @@ def test_viewer_opens_the_page_from_the_nav_and_a_failed_shard_links_to_its_log(
     # The grid shows the newest run: shard 1's extract failed, so nothing after extract was started.
     tasks = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "table.grid th")]
     assert tasks == ["fetch_index", "plan", "extract", "refine", "download", "score", "dedup", "align", "assemble",
-                     "publish"]
+                     "publish", "approve_release", "upload"]
     states = {(c.get_attribute("data-task"), c.get_attribute("data-shard")): c.get_attribute("data-state")
               for c in browser.find_elements(By.CSS_SELECTOR, ".cell[data-task]")}
     assert [states[("extract", str(s))] for s in range(4)] == ["done", "failed", "done", "done"]
@@ -132,7 +132,7 @@ def test_sample_lookup_traces_a_released_pair_back_to_its_warc_record(server, br
     from selenium.webdriver.common.by import By
 
     cfg, crawl = sample_run.cfg, sample_run.crawl
-    pair = pq.read_table(f"{paths.release_dir(cfg.release_root, crawl)}/pairs.parquet").to_pylist()[0]
+    pair = pq.read_table(f"{paths.release_dir(cfg.release_root, crawl)}/data/{crawl}").to_pylist()[0]
     browser.switch_to.default_content()
     browser.get(f"{server}/danqing/crawl/{crawl}?run={quote(sample_run.run_id)}")
     field = _wait(browser, lambda d: d.find_elements(By.NAME, "sample"))[0]

@@ -58,7 +58,8 @@ def test_each_stage_task_reports_its_shard_files(sample_run):
                     f"{shard:05d}*") if not p.name.endswith("_stats.json")}
             for uri, sha in written.items():
                 assert outputs[uri]["facets"]["version"]["datasetVersion"] == sha
-            main = outputs[paths.release_dir(cfg.release_root, crawl) + "/pairs.parquet" if stage == "publish"
+            main = outputs[paths.release_dir(cfg.release_root, crawl) + f"/data/{crawl}/pairs-00000.parquet"
+                           if stage == "publish"
                            else paths.shard_uri(cfg.root, crawl, stage, shard)]
             counts = main["outputFacets"]["danqing_stageCounts"]
             if stage != "publish":
