@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 
 from danqing import __version__, io, lineage, paths
 from danqing.config import PipelineConfig
+from danqing.errors import UserError
 from danqing.records import ROW_UNIQUE_COLUMNS, kept
+from danqing.redact import redact
 from danqing.stats import StageStats
 
 
@@ -101,9 +103,21 @@ def run_local(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConfi
     return _summary(job, stats)
 
 
-def kept_rows(uri: str, cfg: PipelineConfig) -> pa.Table:
-    """Rows an upstream stage kept, without its drop_reason."""
-    return kept(io.read_parquet(uri, storage_options=cfg.storage_options))
+def kept_rows(uri: str, cfg: PipelineConfig, needs: tuple[str, ...] = ()) -> pa.Table:
+    """Rows an upstream stage kept, without its drop_reason; UserError when a column in `needs` is missing."""
+    table = io.read_parquet(uri, storage_options=cfg.storage_options)
+    missing = [name for name in needs if name not in table.column_names]
+    if missing:
+        raise UserError(f"{redact(uri)} has no {' or '.join(map(repr, missing))} column (it has "
+                        f"{', '.join(table.column_names) or 'none'}): give the output of the stage before this one")
+    return kept(table)
+
+
+def with_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """`table` with column `name` set to `values`, in place of any column of that name it had already."""
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
 
 
 def with_reasons(table: pa.Table, reasons: list[str]) -> pa.Table:
