@@ -13,7 +13,7 @@ import os
 import sys
 from pathlib import Path
 
-from danqing.config import PipelineConfig
+from danqing.config import PipelineConfig, as_overrides
 from danqing.errors import UserError
 
 # What a user can fix: printed as one line, exit status 2. Anything else is a bug and keeps its traceback.
@@ -175,9 +175,10 @@ def _overrides(value: str) -> dict:
         return {}
     inline = value.lstrip().startswith(("{", "["))
     try:
-        return json.loads(value if inline else Path(value).read_text())
+        loaded = json.loads(value if inline else Path(value).read_text())
     except json.JSONDecodeError as e:
         raise UserError(f"--config {'' if inline else value + ' '}is not JSON: {e}") from None
+    return as_overrides(loaded)
 
 
 if __name__ == "__main__":

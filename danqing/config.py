@@ -300,10 +300,8 @@ class PipelineConfig(Section):
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any] | None = None) -> PipelineConfig:
         """Defaults with `overrides` merged in, validated: ConfigError (one line) when something is off."""
-        if overrides is not None and not isinstance(overrides, dict):
-            raise ConfigError(f"config overrides must be a JSON object of sections, not a {_json_type(overrides)}")
         try:
-            return cls.model_validate(_merge(cls().model_dump(), overrides or {}))
+            return cls.model_validate(_merge(cls().model_dump(), {} if overrides is None else as_overrides(overrides)))
         except ValidationError as e:
             raise ConfigError(describe(e)) from None
 
@@ -352,6 +350,13 @@ def describe(error: ValidationError) -> str:
         given = f" (got {json.dumps(e.get('input'), ensure_ascii=False, default=str)[:80]})" if shown else ""
         parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{given}")
     return redact("invalid config: " + "; ".join(parts))
+
+
+def as_overrides(value: Any) -> dict:
+    """`value` if it can be config overrides (an object of sections), else ConfigError."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"config overrides must be a JSON object of sections, not a {_json_type(value)}")
+    return value
 
 
 def _json_type(value: Any) -> str:

@@ -44,6 +44,11 @@ class ShardJob:
         return paths.shard_uri(self.cfg.root, self.crawl, self.stage, self.shard, suffix)
 
     @property
+    def recorded_inputs(self) -> list[str]:
+        """The inputs as stats files and lineage keep them: a signed URL's signature or token masked."""
+        return [redact(uri) for uri in self.inputs]
+
+    @property
     def out(self) -> str:
         return self._uri(".parquet")
 
@@ -75,7 +80,7 @@ def run_shard(stage: str, crawl: str, shard: int, inputs: list[str], cfg: Pipeli
     so = cfg.storage_options
     if io.exists(marker, so):
         done = io.read_json(marker, so)
-        if done["config_hash"] == cfg.hash() and done["inputs"] == job.inputs:
+        if done["config_hash"] == cfg.hash() and done["inputs"] == job.recorded_inputs:
             _record(job, attempt, "skipped", StageStats.from_dict(done["stats"]), done["outputs"])
             return _summary(job, StageStats.from_dict(done["stats"]), skipped=True)
     io.remove(marker, so)
@@ -84,7 +89,7 @@ def run_shard(stage: str, crawl: str, shard: int, inputs: list[str], cfg: Pipeli
     stats = _run(job, process)
 
     outputs = {uri: io.checksum(uri, so) for uri in [job.out, *job.side_outputs]}
-    io.write_json({"stats": stats.to_dict(), "config_hash": cfg.hash(), "inputs": job.inputs,
+    io.write_json({"stats": stats.to_dict(), "config_hash": cfg.hash(), "inputs": job.recorded_inputs,
                    "outputs": outputs, "code_version": __version__}, marker, so)
     _clear_scratch(job)
     _record(job, attempt, "done", stats, outputs)
@@ -96,7 +101,7 @@ def run_local(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConfi
     """Run a stage outside the pipeline layout (the CLI): no skip, no lineage."""
     job = ShardJob(cfg, crawl, stage, shard, list(inputs), out_prefix=out_prefix)
     stats = _run(job, importlib.import_module(f"danqing.stages.{stage}").process)
-    io.write_json({"stats": stats.to_dict(), "inputs": job.inputs, "outputs": [job.out, *job.side_outputs],
+    io.write_json({"stats": stats.to_dict(), "inputs": job.recorded_inputs, "outputs": [job.out, *job.side_outputs],
                    "config_hash": cfg.hash(), "code_version": __version__}, job._uri("_stats.json"),
                   cfg.storage_options)
     _clear_scratch(job)
@@ -162,7 +167,7 @@ def _record(job: ShardJob, attempt: lineage.Attempt, status: str, stats: StageSt
         job.cfg.lineage,
         crawl=job.crawl, shard=job.shard, stage=job.stage, status=status,
         run_id=attempt.run_id, try_number=attempt.try_number,
-        inputs=job.inputs, outputs=outputs,
+        inputs=job.recorded_inputs, outputs=outputs,
         count_in=stats.total, count_out=stats.kept,
         dropped=dict(stats.dropped), errors=dict(stats.errors), seconds=stats.seconds,
         code_version=__version__, config_hash=job.cfg.hash(),
