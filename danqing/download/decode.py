@@ -122,7 +122,7 @@ def _jpeg_complete(data: bytes) -> bool:
     """False only when the bytes end before the JPEG does: no EOI marker (FFD9) after its first scan starts.
 
     Header segments are stepped over by their lengths (an EXIF thumbnail has an EOI of its own), and
-    scan data cannot hold FFD9 (0xFF is byte-stuffed), so the first FFD9 past the scan's start is the
+    scan data cannot hold FFD9 (0xFF is byte-stuffed), so an FFD9 past the scan's start is the
     image's end. Whatever follows it (padding, junk, an appended page, as some servers send) is ignored.
     A header too broken to step through is left for the decoder to refuse.
     """
@@ -138,7 +138,7 @@ def _jpeg_complete(data: bytes) -> bool:
             return True
         length = int.from_bytes(data[pos + 2: pos + 4], "big")
         if marker == 0xDA:  # start of scan
-            return data.find(b"\xff\xd9", pos + 2 + length) >= 0
+            return data.rfind(b"\xff\xd9", pos + 2 + length) >= 0  # from the end: a whole one ends there
         pos += 2 + length
     return False
 
