@@ -124,3 +124,19 @@ def test_an_uncompressed_warc_reads_whole_and_counts_damage_it_cannot_pass(cfg, 
     records[response_index(3) + 1] = with_content_length(records[response_index(3) + 1], 3)
     rows, stats = _extract(cfg, _write(tmp_path, records, "plain.warc"))
     assert _pages(rows)[:3] == ALL[:3] and stats.errors == Counter({warcrecords.WARC_CORRUPT: 1})
+
+
+def test_byte_ranges_with_a_damaged_record_keep_the_others_and_their_offsets(cfg, tmp_path):
+    from danqing import warcsource
+
+    parts = members(cc_records(PAGES))
+    bad = bytearray(parts[response_index(2)])
+    bad[len(bad) // 2] ^= 0x55
+    parts[response_index(2)] = bytes(bad)
+    path = _write(tmp_path, parts)
+    starts = [sum(map(len, parts[:i])) for i in range(len(parts))]
+    ranges = [(starts[response_index(p)], len(parts[response_index(p)])) for p in range(PAGES)]  # responses only
+    rows, stats = _extract(cfg, warcsource.format_spec(str(path), ranges))
+    assert _pages(rows) == BUT_2 and stats.errors == Counter({warcrecords.WARC_CORRUPT: 1})
+    assert [(r["warc_record_offset"], r["warc_record_length"]) for r in rows] == \
+        [span for p, span in enumerate(ranges) if p != 2]
