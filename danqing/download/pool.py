@@ -179,7 +179,9 @@ def map_big_buffers() -> None:
     try:
         import ctypes
 
-        ctypes.CDLL(None).mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD; fixing it stops the dynamic adjustment
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD; fixing it stops the dynamic adjustment
+        libc.mallopt(-1, 8 << 20)  # M_TRIM_THRESHOLD, as the dynamic rule would set it: no trim on every free
     except (OSError, AttributeError):  # not glibc: its allocator decides
         pass
 
