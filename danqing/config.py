@@ -157,7 +157,7 @@ class DownloadConfig(Section):
 
 
 class VisualConfig(Section):
-    min_aspect: float = Field(1 / 3, gt=0)
+    min_aspect: float = Field(1 / 3, ge=0)  # 0: no lower bound
     max_aspect: float = Field(3.0, gt=0)
     min_side_px: int = Field(100, ge=0)  # the shortest edge must be larger than this
     min_pixel_std: float = Field(2.0, ge=0)
