@@ -1,19 +1,30 @@
-"""`danqing <stage> ...`: any stage on local or remote files, without Airflow; `score` is also the GPU pod's command."""
+"""`danqing <stage> ...`: any stage on local or remote files, without Airflow; `score` is also the GPU pod's command.
+
+A mistake in what was given (a missing file, a bad config value, a parquet without the columns a
+stage reads) is one line on stderr and exit status 2; `--debug` shows its traceback as well.
+"""
 
 from __future__ import annotations
 
 import argparse
 import json
+import logging
 import os
 import sys
 from pathlib import Path
 
-from danqing.config import PipelineConfig
+from danqing.config import PipelineConfig, as_overrides
+from danqing.errors import UserError
+
+# What a user can fix: printed as one line, exit status 2. Anything else is a bug and keeps its traceback.
+USER_ERRORS = (UserError, FileNotFoundError, IsADirectoryError, NotADirectoryError, PermissionError)
+USAGE_ERROR = 2
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="danqing", description=__doc__)
     parser.add_argument("--config", default="", help="overrides: a JSON object or a path to a JSON file")
+    parser.add_argument("--debug", action="store_true", help="show the traceback of an error")
     sub = parser.add_subparsers(dest="command", required=True)
 
     p = sub.add_parser("extract", help="image/alt-text candidate pairs from WARC files (stage 1)")
@@ -54,6 +65,17 @@ def main(argv: list[str] | None = None) -> int:
 
     args = parser.parse_args(argv)
     in_pipeline = args.command == "score" and _score_in_pipeline(score, args)
+    _log_to_stderr()
+    try:
+        return _command(args, in_pipeline)
+    except USER_ERRORS as e:
+        if args.debug:
+            raise
+        print(f"danqing: error: {_one_line(e)}", file=sys.stderr)
+        return USAGE_ERROR
+
+
+def _command(args: argparse.Namespace, in_pipeline: bool) -> int:
     cfg = PipelineConfig.from_overrides(_overrides(args.config))
     if in_pipeline:
         return _report(_score_shard(args, cfg), args.xcom)
@@ -75,6 +97,30 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps(build_sample_crawl(args.dest), indent=2))
         return 0
     return 2
+
+
+def _log_to_stderr() -> None:
+    """Warnings (a damaged WARC record skipped, say) as `danqing: ...` lines, credentials masked."""
+    from danqing import redact
+
+    root = logging.getLogger()
+    if not root.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("danqing: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.WARNING)
+    redact.register_env()
+    redact.install(root)
+
+
+def _one_line(e: BaseException) -> str:
+    from danqing.redact import redact
+
+    if isinstance(e, OSError) and e.filename is not None:
+        text = f"{e.filename}: {e.strerror or e}"
+    else:
+        text = str(e) or type(e).__name__
+    return redact(" ".join(text.split()))
 
 
 def _crawl_arg(value: str) -> str:
@@ -148,11 +194,15 @@ def _report(summary: dict, xcom: str) -> int:
 
 
 def _overrides(value: str) -> dict:
+    """--config: a JSON object, or the path of a file holding one (PipelineConfig checks it is an object)."""
     if not value:
         return {}
-    if value.lstrip().startswith("{"):
-        return json.loads(value)
-    return json.loads(Path(value).read_text())
+    inline = value.lstrip().startswith(("{", "["))
+    try:
+        loaded = json.loads(value if inline else Path(value).read_text())
+    except json.JSONDecodeError as e:
+        raise UserError(f"--config {'' if inline else value + ' '}is not JSON: {e}") from None
+    return as_overrides(loaded)
 
 
 if __name__ == "__main__":

@@ -7,14 +7,18 @@ the hash of the resolved config goes into lineage so a changed threshold is visi
 from __future__ import annotations
 
 import hashlib
+import ipaddress
 import json
+import math
 import os
+import re
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
-from danqing.paths import is_local
+from danqing.errors import UserError
+from danqing.paths import CRAWL_ID_PATTERN, is_local
 
 SAMPLE_CRAWL_ID = "CC-MAIN-2099-01"  # the bundled sample crawl; no real crawl will take this id
 
@@ -23,67 +27,96 @@ class Section(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
 
+# Shapes shared by several fields.
+Share = Annotated[float, Field(ge=0.0, le=1.0)]
+Seconds = Annotated[float, Field(gt=0.0)]
+NonEmpty = Annotated[str, Field(min_length=1)]
+HOOK = r"^$|^[A-Za-z_][\w.]*:[A-Za-z_]\w*$"  # "" or "module:function"
+
+
+def _ordered(low: float, high: float, names: str) -> None:
+    """Cross-field check: a lower bound above its upper bound keeps nothing."""
+    if low > high:
+        raise ValueError(f"{names}: the lower bound ({low:g}) is above the upper bound ({high:g})")
+
+
 class SourceConfig(Section):
     kind: Literal["commoncrawl", "sample"] = "sample"
     # Where collinfo.json and crawl-data/ live; the sample crawl is generated under root.
-    commoncrawl_url: str = "https://data.commoncrawl.org/"
-    collinfo_url: str = "https://index.commoncrawl.org/collinfo.json"
+    commoncrawl_url: NonEmpty = "https://data.commoncrawl.org/"
+    collinfo_url: NonEmpty = "https://index.commoncrawl.org/collinfo.json"
     max_warcs: int = Field(0, ge=0, description="0 = every WARC of the crawl")
     warcs_per_shard: int = Field(4, ge=1)
     # One DAG run per crawl maps one task per shard, so this is also Airflow's [core] max_map_length,
     # raised from 1024 to 8192 in docker/airflow.env: a crawl's ~150M Chinese records at 20,000 per shard.
     max_shards: int = Field(8192, ge=1, le=8192, description="at most [core] max_map_length")
     # Discovery: crawls that started before this date (or crawl id) are never queued; empty = all.
-    since: str = ""
+    since: str = Field("", pattern=rf"^$|^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}|{CRAWL_ID_PATTERN}")
     # Columnar URL index table root, read by commoncrawl runs: shards are byte ranges of the records in
     # the wanted languages. Over https (the default, Common Crawl's public endpoint) the crawl's
     # cc-index-table.paths.gz lists its files; s3://commoncrawl/cc-index/table/cc-main/warc/ works with
     # storage_options. Empty = plan whole WARCs (~100 TB a crawl); the sample source always does.
     index_url: str = "https://data.commoncrawl.org/cc-index/table/cc-main/warc/"
     index_memory_mb: int = Field(2048, ge=256, le=1_000_000, description="DuckDB's cap while planning; sorts spill")
-    index_mimes: list[str] = ["text/html", "application/xhtml+xml"]
+    index_mimes: list[NonEmpty] = Field(["text/html", "application/xhtml+xml"], min_length=1)
     ranges_per_shard: int = Field(20_000, ge=1)
     # fsspec options for reading the source (WARCs, index), e.g. {"endpoint_url": ...} for s3.
     storage_options: dict[str, Any] = {}
     # Reading: a token bucket per worker and host, retries with backoff that honour SlowDown / 429.
     requests_per_s: float = Field(50.0, gt=0)
     burst: int = Field(50, ge=1)
-    retries: int = Field(8, ge=0)
+    retries: int = Field(8, ge=0, le=100)
     backoff_s: float = Field(1.0, ge=0)
     max_backoff_s: float = Field(60.0, ge=0)
     timeout_s: float = Field(60.0, gt=0)
     # Two selected ranges of a WARC closer than this are fetched in one request (the gap is discarded).
     max_gap_bytes: int = Field(64_000, ge=0)
-    prefetch: int = Field(8, ge=1, description="range requests in flight per open input")
+    prefetch: int = Field(8, ge=1, le=256, description="range requests in flight per open input")
+
+    @model_validator(mode="after")
+    def _check(self):
+        _ordered(self.backoff_s, self.max_backoff_s, "backoff_s / max_backoff_s")
+        return self
 
 
 class ExtractConfig(Section):
-    languages: list[str] = ["zho"]
-    min_words: int = 5
-    max_words: int = 60
+    languages: list[NonEmpty] = Field(["zho"], min_length=1)
+    min_words: int = Field(5, ge=0)
+    max_words: int = Field(60, ge=1)
     domain_blacklist: list[str] = []
-    max_html_bytes: int = 2_000_000
-    min_img_side_px: int = 2  # width/height attributes at or under this are tracking pixels
+    max_html_bytes: int = Field(2_000_000, ge=1024)
+    min_img_side_px: int = Field(2, ge=0)  # width/height attributes at or under this are tracking pixels
     # Nesting past this is an HTML bomb (parse time grows with depth x tags); checked on pages with many tags.
-    max_html_depth: int = 1000
+    max_html_depth: int = Field(1000, ge=1)
     # Text safety past the keyword floor: "module:function" of a caption, truthy = unsafe; empty = none.
-    safety_classifier: str = ""
+    safety_classifier: str = Field("", pattern=HOOK)
+
+    @model_validator(mode="after")
+    def _check(self):
+        _ordered(self.min_words, self.max_words, "min_words / max_words")
+        return self
 
 
 class RefineConfig(Section):
     # Language: short captions fool fastText, so the share of Han characters decides first.
-    sure_han_share: float = 0.5  # at or above (no kana/hangul): Chinese whatever fastText says
-    min_han_share: float = 0.3  # below: not Chinese whatever fastText says
-    min_zh_score: float = 0.5  # in between: fastText's zh/wuu/yue probability must reach this
-    max_kana_share: float = 0.2  # of script units; any kana plus a fastText "ja" verdict also drops
-    max_hangul_share: float = 0.2
-    max_unknown_tokens: int = 5  # under the scoring model's tokenizer (score.tokenizer)
+    sure_han_share: Share = 0.5  # at or above (no kana/hangul): Chinese whatever fastText says
+    min_han_share: Share = 0.3  # below: not Chinese whatever fastText says
+    min_zh_score: Share = 0.5  # in between: fastText's zh/wuu/yue probability must reach this
+    max_kana_share: Share = 0.2  # of script units; any kana plus a fastText "ja" verdict also drops
+    max_hangul_share: Share = 0.2
+    max_unknown_tokens: int = Field(5, ge=0)  # under the scoring model's tokenizer (score.tokenizer)
     # Normalized token entropy H/log2(n); calibrated on the 50 real DanQing captions (density.py).
-    min_entropy_ratio: float = 0.75
-    safety_categories: list[str] = ["porn", "gambling", "ads", "political"]
+    min_entropy_ratio: Share = 0.75
+    # Each has a keyword list, danqing/data/safety_<category>.txt.
+    safety_categories: list[Literal["porn", "gambling", "ads", "political"]] = ["porn", "gambling", "ads", "political"]
     # "module:function" taking a caption and returning a category name or None; "" = keyword lists only.
-    safety_classifier: str = ""
+    safety_classifier: str = Field("", pattern=HOOK)
     cache_size: int = Field(100_000, ge=0, description="captions whose verdict is memoized per process")
+
+    @model_validator(mode="after")
+    def _check(self):
+        _ordered(self.min_han_share, self.sure_han_share, "min_han_share / sure_han_share")
+        return self
 
 
 class HostBudget(Section):
@@ -94,7 +127,7 @@ class HostBudget(Section):
 
 
 class DownloadConfig(Section):
-    user_agent: str = "danqing-pipeline/0.1 (+https://github.com/danqing-pipeline; image-text research)"
+    user_agent: NonEmpty = "danqing-pipeline/0.1 (+https://github.com/danqing-pipeline; image-text research)"
     concurrency: int = Field(64, ge=1, description="requests in flight per shard")
     # The per-host budget: requests in flight and requests started per second to any one host.
     # With coordination_url it holds across every worker, task and loop that shares the store; without,
@@ -108,25 +141,26 @@ class DownloadConfig(Section):
     # loop keeps its own (the embedded default). Where workers run, not what they write: not in the hash.
     coordination_url: str = Field(default_factory=lambda: os.environ.get("DANQING_COORDINATION_URL", ""))
     coordination_lease_s: float = Field(5.0, ge=0.5, le=300, description="a killed worker's share returns within this")
-    connect_timeout_s: float = 5.0
-    read_timeout_s: float = 10.0
-    total_timeout_s: float = 20.0
-    max_bytes: int = 20_000_000
-    max_redirects: int = 3
-    retries: int = Field(2, ge=0, description="extra tries for a transient failure within one run")
-    backoff_s: float = 0.5  # first retry waits this, then doubles
-    max_retry_after_s: float = 30.0  # a longer Retry-After gives up now; a rerun tries again
+    connect_timeout_s: Seconds = 5.0
+    read_timeout_s: Seconds = 10.0
+    total_timeout_s: Seconds = 20.0
+    max_bytes: int = Field(20_000_000, ge=1)
+    max_redirects: int = Field(3, ge=0, le=30)
+    retries: int = Field(2, ge=0, le=100, description="extra tries for a transient failure within one run")
+    backoff_s: float = Field(0.5, ge=0)  # first retry waits this, then doubles
+    max_retry_after_s: float = Field(30.0, ge=0)  # a longer Retry-After gives up now; a rerun tries again
     host_max_failures: int = Field(16, ge=1, description="consecutive transient failures that trip a host")
     host_cooldown_s: float = Field(300.0, ge=0, le=86_400, description="a tripped host is skipped this long")
-    max_pixels: int = 40_000_000
+    # Also the decoded pixels a decode pool holds at once (download/pool.py): one such image, or many small ones.
+    max_pixels: int = Field(40_000_000, ge=1)
     allow_loopback: bool = False
     respect_robots: bool = True
-    robots_timeout_s: float = 5.0
+    robots_timeout_s: Seconds = 5.0
     # Host -> "ip:port" map resolved before DNS; the sample crawl points its hosts at loopback.
     host_overrides: dict[str, str] = {}
     resize_mode: Literal["no", "keep_ratio", "center_crop", "border"] = "keep_ratio"
-    image_size_px: int = 512
-    jpeg_quality: int = 95
+    image_size_px: int = Field(512, ge=16, le=8192)
+    jpeg_quality: int = Field(95, ge=1, le=100)
     # Resume from the shard's cache: refetch only transient failures, every failure, or nothing cached (off).
     resume: Literal["transient", "failed", "off"] = "transient"
     # thread: decoders share the event loop's process (PIL and numpy release the GIL): least CPU per image.
@@ -137,30 +171,77 @@ class DownloadConfig(Section):
     processes: int = Field(0, ge=0, description="0 = one per CPU, for shards of at least 500 URLs per loop")
     cache_flush_every: int = Field(256, ge=1, description="results per resume-cache chunk")
 
+    @field_validator("host_overrides")
+    @classmethod
+    def _addresses(cls, value: dict[str, str]) -> dict[str, str]:
+        for host, target in value.items():
+            if not _ip_port(target):
+                raise ValueError(f"{host!r} -> {target!r} is not an ip, ip:port or [ipv6]:port")
+        return value
+
 
 class VisualConfig(Section):
-    min_aspect: float = 1 / 3
-    max_aspect: float = 3.0
-    min_side_px: int = 100  # the shortest edge must be larger than this
-    min_pixel_std: float = 2.0
-    min_laplacian_var: float = 1000.0  # 3x3 aperture (cv2 ksize=3) on the decoded grey image
-    min_hist_entropy_bits: float = 3.0
+    min_aspect: float = Field(1 / 3, ge=0)  # 0: no lower bound
+    max_aspect: float = Field(3.0, gt=0)
+    min_side_px: int = Field(100, ge=0)  # the shortest edge must be larger than this
+    min_pixel_std: float = Field(2.0, ge=0)
+    min_laplacian_var: float = Field(1000.0, ge=0)  # 3x3 aperture (cv2 ksize=3) on the decoded grey image
+    # Of the RGB image's 768-bin histogram (visual.measure says why), so at most log2(768) bits.
+    min_hist_entropy_bits: float = Field(3.0, ge=0, le=math.log2(768))
+
+    @model_validator(mode="after")
+    def _check(self):
+        _ordered(self.min_aspect, self.max_aspect, "min_aspect / max_aspect")
+        return self
+
+
+_K8S_NAME = r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$"  # a Kubernetes object name (RFC 1123 subdomain)
+_ENV_NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 
 
 class PodConfig(Section):
     """Where the GPU scoring pod runs in production (operators/scoring.py); local runs ignore it."""
 
-    image: str = "ghcr.io/danqing-pipeline/scorer:0.1.0"  # built from docker/Dockerfile.scorer
-    namespace: str = "danqing"
-    kubernetes_conn_id: str = "kubernetes_default"
-    service_account: str = ""
-    gpus: int = Field(1, ge=0)
-    cpu: str = "8"
-    memory: str = "32Gi"
+    image: NonEmpty = "ghcr.io/danqing-pipeline/scorer:0.1.0"  # built from docker/Dockerfile.scorer
+    namespace: str = Field("danqing", pattern=_K8S_NAME)
+    kubernetes_conn_id: NonEmpty = "kubernetes_default"
+    service_account: str = Field("", pattern=rf"^$|{_K8S_NAME}")
+    gpus: int = Field(1, ge=0, le=64)
+    cpu: str = Field("8", pattern=r"^[0-9]+(\.[0-9]+)?m?$")  # a Kubernetes quantity: "8", "7.5", "7500m"
+    memory: str = Field("32Gi", pattern=r"^[0-9]+(\.[0-9]+)?([KMGTPE]i?|k)?$")
     node_selector: dict[str, str] = {"nvidia.com/gpu.present": "true"}
     tolerations: list[dict[str, str]] = [{"key": "nvidia.com/gpu", "operator": "Exists", "effect": "NoSchedule"}]
-    startup_timeout_s: int = 900  # GPU nodes scale from zero and pull a large image
-    env: dict[str, str] = {}  # e.g. DANQING_ROOT, DANQING_LINEAGE_URL for the pod (secrets: use env_from)
+    startup_timeout_s: int = Field(900, ge=1)  # GPU nodes scale from zero and pull a large image
+    env: dict[str, str] = {}  # plain settings for the pod, e.g. DANQING_ROOT; never a credential (refused)
+    # Credentials reach the pod from Kubernetes secrets, never from its arguments or plain env (anyone who can
+    # read pods reads those): env var -> "secret:key", e.g. {"DANQING_LINEAGE_URL": "danqing-lineage:url"} ...
+    secret_env: dict[str, str] = {}
+    # ... or every key of a secret as an env var, e.g. ["danqing-s3"] holding AWS_ACCESS_KEY_ID, AWS_SECRET_ACCESS_KEY.
+    env_from_secrets: list[Annotated[str, Field(pattern=_K8S_NAME)]] = []
+
+    @field_validator("env")
+    @classmethod
+    def _no_credentials(cls, value: dict[str, str]) -> dict[str, str]:
+        from danqing.redact import SECRET_ENV, redact
+
+        for name, setting in value.items():
+            if not re.fullmatch(_ENV_NAME, name):
+                raise ValueError(f"{name!r} is not an environment variable name")
+            if SECRET_ENV.search(name) or redact(setting) != setting:
+                raise ValueError(f"{name!r} holds a credential: put it in a Kubernetes secret and "
+                                 f"name it in score.pod.secret_env (pod arguments and env are readable by anyone "
+                                 f"who can read pods)")
+        return value
+
+    @field_validator("secret_env")
+    @classmethod
+    def _secret_refs(cls, value: dict[str, str]) -> dict[str, str]:
+        for name, ref in value.items():
+            secret, _, key = ref.partition(":")
+            if not (re.fullmatch(_ENV_NAME, name) and re.fullmatch(_K8S_NAME, secret)
+                    and re.fullmatch(r"[-._a-zA-Z0-9]+", key)):
+                raise ValueError(f"{name!r} -> {ref!r} is not ENV_NAME -> \"secret:key\"")
+        return value
 
 
 class ScoreConfig(Section):
@@ -172,30 +253,32 @@ class ScoreConfig(Section):
     so tests and the demo run offline on a CPU; its scores carry no meaning.
     """
 
-    model: str = "danqing-tiny"
+    model: NonEmpty = "danqing-tiny"
     pretrained: str = ""  # empty = random init, seeded (no weights can be downloaded here)
-    tokenizer: str = "danqing-tiny"  # an open_clip model name whose tokenizer to use; set it with model
-    batch_size: int = Field(64, ge=1)
-    workers: int = Field(0, ge=0, description="DataLoader decode workers; 0 = decode in the main process")
-    device: str = "auto"  # auto = cuda when present
+    tokenizer: NonEmpty = "danqing-tiny"  # an open_clip model name whose tokenizer to use; set it with model
+    batch_size: int = Field(64, ge=1, le=65_536)
+    workers: int = Field(0, ge=0, le=256, description="DataLoader decode workers; 0 = decode in the main process")
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|cuda(:[0-9]+)?)$")  # auto = cuda when present
     precision: Literal["auto", "fp32", "fp16", "bf16"] = "auto"  # auto = bf16/fp16 autocast on GPU, fp32 on CPU
-    seed: int = 0
-    nsfw_model: str = "clip-zero-shot"  # key of danqing.stages.score.NSFW_SCORERS
-    nsfw_max_prob: float = 0.9
-    nsfw_prompts: list[str] = ["a pornographic photo", "a photo of nudity", "色情图片", "裸体照片"]
-    safe_prompts: list[str] = ["a photo", "a product photo", "a picture of people", "普通照片", "商品图片"]
+    seed: int = Field(0, ge=0)
+    nsfw_model: NonEmpty = "clip-zero-shot"  # key of danqing.stages.score.NSFW_SCORERS
+    nsfw_max_prob: Share = 0.9
+    nsfw_prompts: list[NonEmpty] = Field(["a pornographic photo", "a photo of nudity", "色情图片", "裸体照片"],
+                                         min_length=1)
+    safe_prompts: list[NonEmpty] = Field(["a photo", "a product photo", "a picture of people", "普通照片", "商品图片"],
+                                         min_length=1)
     pod: PodConfig = PodConfig()
 
 
 class DedupConfig(Section):
-    max_cosine_distance: float = 0.1  # image embeddings closer than this are one group
+    max_cosine_distance: float = Field(0.1, ge=0, le=2)  # image embeddings closer than this are one group
     # Per scoring model (name or "name:weights"), where 0.1 does not fit. danqing-tiny is random:
     # every image looks alike to it (median cosine 0.94), but re-encoded copies stay under 1e-4.
-    model_max_cosine_distance: dict[str, float] = {"danqing-tiny": 0.0003}
+    model_max_cosine_distance: dict[str, Annotated[float, Field(ge=0, le=2)]] = {"danqing-tiny": 0.0003}
     max_phash_distance: int = Field(4, ge=0, le=15)  # hamming bits on the 64-bit perceptual hash
     batch_shards: int = Field(16, ge=1)  # shards per in-batch group; cross-batch then spans the crawl
-    ivf_min_rows: int = 50_000  # at or past this many vectors, range search uses an IVF index
-    ivf_nprobe: int = 16  # cells probed per query (released index)
+    ivf_min_rows: int = Field(50_000, ge=1)  # at or past this many vectors, range search uses an IVF index
+    ivf_nprobe: int = Field(16, ge=1)  # cells probed per query (released index)
     join_nprobe: int = Field(8, ge=1)  # self-join: cells each row is compared with, per sketch
     ivf_db_cells: int = Field(3, ge=1)  # self-join: each row also sits in its this many nearest cells
     jl_dims: int = Field(64, ge=8)  # self-join: cells and candidates in a random projection this wide
@@ -208,10 +291,16 @@ class AlignConfig(Section):
     # Cosine band per scoring model (its `model` column, with or without ":<pretrained>").
     # DanQing: Chinese-CLIP-L14 cosine 0.23..0.44 (L2 1.06..1.24). danqing-tiny is random and
     # uncalibrated: its band only trims the tails (about 5% each side on the fixture images, seed 0).
-    bands: dict[str, tuple[float, float]] = {
+    bands: dict[str, tuple[Annotated[float, Field(ge=-1, le=1)], Annotated[float, Field(ge=-1, le=1)]]] = {
         "chinese-clip-L14": (0.23, 0.44),
         "danqing-tiny": (-0.19, 0.06),
     }
+
+    @model_validator(mode="after")
+    def _check(self):
+        for model, (low, high) in self.bands.items():
+            _ordered(low, high, f"bands[{model!r}]")
+        return self
 
 
 # What each hub gets when a target names no parts, as DanQing was released: the pairs (URLs, captions,
@@ -272,8 +361,8 @@ class AlertsConfig(Section):
 
 
 class PipelineConfig(Section):
-    root: str = Field(default_factory=lambda: os.environ.get("DANQING_ROOT", str(Path("data").resolve())))
-    lineage_url: str = Field(default_factory=lambda: os.environ.get("DANQING_LINEAGE_URL", ""))
+    root: NonEmpty = Field(default_factory=lambda: os.environ.get("DANQING_ROOT", str(Path("data").resolve())))
+    lineage_url: str = Field(default_factory=lambda: os.environ.get("DANQING_LINEAGE_URL", ""), pattern=r"^$|://")
     storage_options: dict[str, Any] = {}
     source: SourceConfig = SourceConfig()
     extract: ExtractConfig = ExtractConfig()
@@ -288,7 +377,11 @@ class PipelineConfig(Section):
 
     @classmethod
     def from_overrides(cls, overrides: dict[str, Any] | None = None) -> PipelineConfig:
-        return cls.model_validate(_merge(cls().model_dump(), overrides or {}))
+        """Defaults with `overrides` merged in, validated: ConfigError (one line) when something is off."""
+        try:
+            return cls.model_validate(_merge(cls().model_dump(), {} if overrides is None else as_overrides(overrides)))
+        except ValidationError as e:
+            raise ConfigError(describe(e)) from None
 
     def hash(self) -> str:
         """Hash of everything that changes outputs (not where they are stored)."""
@@ -301,6 +394,7 @@ class PipelineConfig(Section):
                              ("download", "decode_pool"), ("download", "coordination_url"),
                              ("download", "coordination_lease_s")):
             del data[section][key]
+        del data["score"]["pod"]  # where the scoring pod runs; it gets its config without this section
         blob = json.dumps(data, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()[:12]
 
@@ -318,6 +412,38 @@ class PipelineConfig(Section):
         return self.publish.release_root or f"{self.root}/release"
 
 
+class ConfigError(UserError):
+    """A config that cannot run: a bound, a cross-field check or the shape of the overrides."""
+
+
+_UNSHOWN = {"lineage_url", "storage_options", "env", "secret_env"}  # fields that may hold a credential
+
+
+def describe(error: ValidationError) -> str:
+    """A pydantic error as one line: field path, problem, and the value given (credentials masked)."""
+    from danqing.redact import redact
+
+    parts = []
+    for e in error.errors(include_url=False):
+        where = ".".join(str(x) for x in e["loc"]) or "config"
+        shown = not (e["type"] in ("missing", "extra_forbidden") or isinstance(e.get("input"), dict)
+                     or _UNSHOWN & set(e["loc"]))
+        given = f" (got {json.dumps(e.get('input'), ensure_ascii=False, default=str)[:80]})" if shown else ""
+        parts.append(f"{where}: {e['msg'].removeprefix('Value error, ')}{given}")
+    return redact("invalid config: " + "; ".join(parts))
+
+
+def as_overrides(value: Any) -> dict:
+    """`value` if it can be config overrides (an object of sections), else ConfigError."""
+    if not isinstance(value, dict):
+        raise ConfigError(f"config overrides must be a JSON object of sections, not a {_json_type(value)}")
+    return value
+
+
+def _json_type(value: Any) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean"}.get(type(value), "null")
+
+
 def _merge(base: dict, override: dict) -> dict:
     out = dict(base)
     for key, value in override.items():
@@ -326,3 +452,18 @@ def _merge(base: dict, override: dict) -> dict:
         else:
             out[key] = value
     return out
+
+
+def _ip_port(target: str) -> bool:
+    """"ip", "ip:port" or "[v6]:port", as danqing.download.guard.parse_override reads them."""
+    host, port = target, ""
+    if target.startswith("["):
+        host, _, port = target[1:].partition("]")
+        port = port.removeprefix(":")
+    elif target.count(":") == 1:
+        host, port = target.split(":")
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return not port or (port.isdigit() and 0 < int(port) < 65536)

@@ -16,6 +16,7 @@ from urllib.parse import urlsplit
 
 from danqing import ratelimit
 from danqing.config import SourceConfig
+from danqing.redact import redact
 
 T = TypeVar("T")
 _local = threading.local()
@@ -25,12 +26,15 @@ class Retryable(Exception):
     """A transient failure: retry after `wait` seconds (None = exponential backoff)."""
 
     def __init__(self, what: str, wait: float | None = None, throttled: bool = False):
-        super().__init__(what)
+        super().__init__(redact(what))  # it may quote a signed URL or a library's message holding one
         self.wait, self.throttled = wait, throttled
 
 
 class SourceError(OSError):
-    """A read that failed for good: permanent status or retries spent."""
+    """A read that failed for good: permanent status or retries spent (its message masks credentials)."""
+
+    def __init__(self, what: str):
+        super().__init__(redact(what))
 
 
 def retry_after(value: str | None, now: float | None = None) -> float | None:
@@ -103,7 +107,7 @@ def _request(url: str, src: SourceConfig, start: int = 0, end: int | None = None
     if status >= 500 or status == 408:
         raise Retryable(f"HTTP {status}", wait)
     if status == 404:
-        raise FileNotFoundError(url)
+        raise FileNotFoundError(2, "not found (HTTP 404)", redact(url))
     raise SourceError(f"{url}: HTTP {status}")  # 403, 416, or a 200 that ignored the Range
 
 

@@ -6,6 +6,8 @@ import contextlib
 import hashlib
 import json
 import os
+import socket
+import time
 import uuid
 from collections.abc import Iterator
 from typing import IO, Any
@@ -34,7 +36,8 @@ def open_uri(uri: str, mode: str = "rb", storage_options: dict | None = None) ->
 def atomic_write(uri: str, mode: str = "wb", storage_options: dict | None = None) -> Iterator[IO]:
     """Write to a temp name beside the target, then rename: readers never see a partial file.
 
-    On object stores the upload itself is atomic, so the temp name is skipped there.
+    On object stores the upload itself is atomic, so the temp name is skipped there. A temp file
+    left by a writer that was killed mid-write is removed by the next write to the same target.
     """
     fs, path = fs_for(uri, storage_options)
     parent = path.rsplit("/", 1)[0]
@@ -43,7 +46,8 @@ def atomic_write(uri: str, mode: str = "wb", storage_options: dict | None = None
         with fs.open(path, mode) as f:
             yield f
         return
-    tmp = f"{path}.tmp-{uuid.uuid4().hex[:8]}"
+    remove_stale_temps(path)
+    tmp = f"{path}{_TMP}{os.getpid()}-{uuid.uuid4().hex[:8]}-{_HOST}"
     try:
         with open(tmp, mode) as f:
             yield f
@@ -53,6 +57,45 @@ def atomic_write(uri: str, mode: str = "wb", storage_options: dict | None = None
     finally:
         if os.path.exists(tmp):
             os.remove(tmp)
+
+
+_TMP = ".tmp-"  # target + _TMP + "<pid>-<random>-<host>": whose it is, so a dead writer's can be told apart
+_HOST = socket.gethostname()
+
+
+def remove_stale_temps(path: str) -> list[str]:
+    """Remove the temp files of earlier writes to `path` whose writer is gone; returns their paths."""
+    folder, name = os.path.split(path)
+    removed = []
+    try:
+        entries = [e for e in os.scandir(folder or ".") if e.name.startswith(name + _TMP)]
+    except FileNotFoundError:
+        return removed
+    for entry in entries:
+        if _writer_gone(entry.name[len(name + _TMP):], entry):
+            with contextlib.suppress(FileNotFoundError):
+                os.remove(entry.path)
+                removed.append(entry.path)
+    return removed
+
+
+_OTHER_HOST_STALE_S = 86_400  # another machine's writer (a shared disk) cannot be asked: a day-old temp is its last
+
+
+def _writer_gone(tag: str, entry: os.DirEntry) -> bool:
+    """The writer of a temp tagged "<pid>-<random>-<host>" no longer runs (a tag without a pid: an old one)."""
+    pid, _, rest = tag.partition("-")
+    if not pid.isdigit() or not rest:
+        return True
+    if rest.partition("-")[2] != _HOST:
+        return time.time() - entry.stat().st_mtime > _OTHER_HOST_STALE_S
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:  # alive, another user's
+        return False
+    return False
 
 
 def write_parquet(table: pa.Table | list[dict], uri: str, schema: pa.Schema | None = None,

@@ -10,6 +10,8 @@ from functools import lru_cache
 
 import sqlalchemy as sa
 
+from danqing import paths
+
 metadata = sa.MetaData()
 
 runs = sa.Table(
@@ -97,6 +99,7 @@ def engine(url: str) -> sa.Engine:
 
 
 def record(url: str, **row) -> None:
+    paths.crawl_id(row["crawl"])  # a lineage key: checked like every other way in
     row.setdefault("created_at", dt.datetime.now(dt.UTC))
     with engine(url).begin() as conn:
         conn.execute(runs.insert().values(**row))
@@ -104,6 +107,7 @@ def record(url: str, **row) -> None:
 
 def record_upload(url: str, **row) -> None:
     """One shard's files as they landed on one hub repo (repo, tag, commit, checksums)."""
+    paths.crawl_id(row["crawl"])
     row.setdefault("created_at", dt.datetime.now(dt.UTC))
     with engine(url).begin() as conn:
         conn.execute(uploads.insert().values(**row))

@@ -46,8 +46,13 @@ def sample_ids(warc_filename: str, offset: int, urls: list[str], alt_texts: list
 
 
 def kept(table: pa.Table) -> pa.Table:
-    """Rows this stage kept, without its drop_reason so the next stage can set its own."""
+    """Rows this stage kept, without its drop_reason so the next stage can set its own.
+
+    A table with no drop_reason (a list of pairs from elsewhere) is kept whole.
+    """
     import pyarrow.compute as pc
 
+    if "drop_reason" not in table.column_names:
+        return table
     rows = table.filter(pc.equal(table["drop_reason"], KEPT))
     return rows.drop_columns(["drop_reason"])

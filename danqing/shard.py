@@ -18,7 +18,9 @@ import pyarrow.parquet as pq
 
 from danqing import __version__, io, lineage, paths
 from danqing.config import PipelineConfig
+from danqing.errors import UserError
 from danqing.records import ROW_UNIQUE_COLUMNS, kept
+from danqing.redact import redact
 from danqing.stats import StageStats
 
 
@@ -40,6 +42,11 @@ class ShardJob:
         if self.out_prefix is not None:
             return f"{self.out_prefix}{suffix}"
         return paths.shard_uri(self.cfg.root, self.crawl, self.stage, self.shard, suffix)
+
+    @property
+    def recorded_inputs(self) -> list[str]:
+        """The inputs as stats files and lineage keep them: a signed URL's signature or token masked."""
+        return [redact(uri) for uri in self.inputs]
 
     @property
     def out(self) -> str:
@@ -73,7 +80,7 @@ def run_shard(stage: str, crawl: str, shard: int, inputs: list[str], cfg: Pipeli
     so = cfg.storage_options
     if io.exists(marker, so):
         done = io.read_json(marker, so)
-        if done["config_hash"] == cfg.hash() and done["inputs"] == job.inputs:
+        if done["config_hash"] == cfg.hash() and done["inputs"] == job.recorded_inputs:
             _record(job, attempt, "skipped", StageStats.from_dict(done["stats"]), done["outputs"])
             return _summary(job, StageStats.from_dict(done["stats"]), skipped=True)
     io.remove(marker, so)
@@ -82,7 +89,7 @@ def run_shard(stage: str, crawl: str, shard: int, inputs: list[str], cfg: Pipeli
     stats = _run(job, process)
 
     outputs = {uri: io.checksum(uri, so) for uri in [job.out, *job.side_outputs]}
-    io.write_json({"stats": stats.to_dict(), "config_hash": cfg.hash(), "inputs": job.inputs,
+    io.write_json({"stats": stats.to_dict(), "config_hash": cfg.hash(), "inputs": job.recorded_inputs,
                    "outputs": outputs, "code_version": __version__}, marker, so)
     _clear_scratch(job)
     _record(job, attempt, "done", stats, outputs)
@@ -94,16 +101,28 @@ def run_local(stage: str, inputs: list[str], out_prefix: str, cfg: PipelineConfi
     """Run a stage outside the pipeline layout (the CLI): no skip, no lineage."""
     job = ShardJob(cfg, crawl, stage, shard, list(inputs), out_prefix=out_prefix)
     stats = _run(job, importlib.import_module(f"danqing.stages.{stage}").process)
-    io.write_json({"stats": stats.to_dict(), "inputs": job.inputs, "outputs": [job.out, *job.side_outputs],
+    io.write_json({"stats": stats.to_dict(), "inputs": job.recorded_inputs, "outputs": [job.out, *job.side_outputs],
                    "config_hash": cfg.hash(), "code_version": __version__}, job._uri("_stats.json"),
                   cfg.storage_options)
     _clear_scratch(job)
     return _summary(job, stats)
 
 
-def kept_rows(uri: str, cfg: PipelineConfig) -> pa.Table:
-    """Rows an upstream stage kept, without its drop_reason."""
-    return kept(io.read_parquet(uri, storage_options=cfg.storage_options))
+def kept_rows(uri: str, cfg: PipelineConfig, needs: tuple[str, ...] = ()) -> pa.Table:
+    """Rows an upstream stage kept, without its drop_reason; UserError when a column in `needs` is missing."""
+    table = io.read_parquet(uri, storage_options=cfg.storage_options)
+    missing = [name for name in needs if name not in table.column_names]
+    if missing:
+        raise UserError(f"{redact(uri)} has no {' or '.join(map(repr, missing))} column (it has "
+                        f"{', '.join(table.column_names) or 'none'}): give the output of the stage before this one")
+    return kept(table)
+
+
+def with_column(table: pa.Table, name: str, values: pa.Array) -> pa.Table:
+    """`table` with column `name` set to `values`, in place of any column of that name it had already."""
+    if name in table.column_names:
+        return table.set_column(table.column_names.index(name), name, values)
+    return table.append_column(name, values)
 
 
 def with_reasons(table: pa.Table, reasons: list[str]) -> pa.Table:
@@ -148,7 +167,7 @@ def _record(job: ShardJob, attempt: lineage.Attempt, status: str, stats: StageSt
         job.cfg.lineage,
         crawl=job.crawl, shard=job.shard, stage=job.stage, status=status,
         run_id=attempt.run_id, try_number=attempt.try_number,
-        inputs=job.inputs, outputs=outputs,
+        inputs=job.recorded_inputs, outputs=outputs,
         count_in=stats.total, count_out=stats.kept,
         dropped=dict(stats.dropped), errors=dict(stats.errors), seconds=stats.seconds,
         code_version=__version__, config_hash=job.cfg.hash(),

@@ -18,6 +18,7 @@ from typing import BinaryIO
 
 from danqing import http
 from danqing.config import PipelineConfig, SourceConfig
+from danqing.redact import redact
 
 _RANGES = "#ranges="
 _MAX_REQUEST_BYTES = 16 << 20  # a coalesced request never grows past this
@@ -48,7 +49,7 @@ def parse_spec(spec: str) -> InputSpec:
     for item in tail.split(","):
         off, _, length = item.partition("-")
         if not (off.isdigit() and length.isdigit()) or int(length) == 0:
-            raise ValueError(f"bad range {item!r} in spec {spec!r}")
+            raise ValueError(redact(f"bad range {item!r} in spec {spec!r}"))
         ranges.append((int(off), int(length)))
     return InputSpec(uri, tuple(ranges))
 

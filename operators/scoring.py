@@ -10,7 +10,8 @@ DANQING_SCORE_MODE environment variable, "local" (default) or "kubernetes".
 - kubernetes: one KubernetesPodOperator per shard on a GPU node (ScoreConfig.pod: image,
   namespace, GPUs, node selector, tolerations), running the CLI's pipeline form,
   `danqing --config JSON score --crawl C --shard N --input URI --xcom /airflow/xcom/return.json`,
-  which writes the shard's summary there for the XCom sidecar.
+  which writes the shard's summary there for the XCom sidecar. Credentials reach the pod from
+  Kubernetes secrets (ScoreConfig.pod.secret_env, env_from_secrets), never through its arguments.
 """
 
 from __future__ import annotations
@@ -56,12 +57,37 @@ def pod_arguments(src: dict, crawl: str, config: dict) -> list[str]:
 
 
 def _pod_config(cfg) -> dict:
-    # Secrets stay out of pod arguments: the pod gets storage credentials and the lineage URL from its env.
+    """The config the pod is given on its command line: no credential, no storage options, no pod section.
+
+    Task arguments are readable by anyone who can read pods: the pod gets storage credentials and the
+    lineage URL from Kubernetes secrets (score.pod.secret_env, env_from_secrets), and its own spec is
+    not its business (config.hash() leaves score.pod out, so the pod's hash is the worker's).
+    """
+    from danqing.errors import UserError
+    from danqing.redact import redact
+
     config = cfg.model_dump(mode="json", exclude={"storage_options": True, "lineage_url": True,
-                                                  "download": {"coordination_url"}})  # may hold a password
+                                                  "source": {"storage_options"}, "score": {"pod"},
+                                                  "download": {"coordination_url"}})  # its URL may hold a password
     if not cfg.score.workers:  # the pod's CPUs decode while its GPU scores: all but the one feeding the GPU
         config["score"]["workers"] = max(1, pod_cpus(cfg.score.pod.cpu) - 1)
+    held = [path for path, value in _strings(config) if redact(value) != value]
+    if held:
+        raise UserError(f"the scoring pod's --config would carry a credential in {', '.join(held)}: "
+                        f"give the pod it through a Kubernetes secret (score.pod.secret_env) instead")
     return config
+
+
+def _strings(obj, path: str = ""):
+    """(dotted path, value) of every string in a JSON-like value."""
+    if isinstance(obj, dict):
+        for key, value in obj.items():
+            yield from _strings(value, f"{path}.{key}" if path else str(key))
+    elif isinstance(obj, list):
+        for i, value in enumerate(obj):
+            yield from _strings(value, f"{path}[{i}]")
+    elif isinstance(obj, str):
+        yield path, obj
 
 
 def pod_cpus(quantity: str) -> int:
@@ -93,6 +119,14 @@ class _LazyTask:
 pod_arguments_task = _LazyTask()
 
 
+def pod_secrets(pod) -> list:
+    """Kubernetes secrets as the pod's env: one key per variable (secret_env), or whole secrets (env_from_secrets)."""
+    from airflow.providers.cncf.kubernetes.secret import Secret
+
+    one = [Secret("env", name, *ref.split(":", 1)) for name, ref in sorted(pod.secret_env.items())]
+    return one + [Secret("env", None, name) for name in pod.env_from_secrets]
+
+
 def build_pod_operator(pod=None, task_id: str = "score", arguments: list[str] | None = None, mapped: bool = False,
                        **kwargs):
     """A KubernetesPodOperator scoring one shard on a GPU node (mapped=True: its `.partial(...)`)."""
@@ -114,6 +148,7 @@ def build_pod_operator(pod=None, task_id: str = "score", arguments: list[str] | 
         image=pod.image,
         cmds=["danqing"],
         env_vars={**pod.env, "DANQING_RUN_ID": "{{ run_id }}", "DANQING_TRY_NUMBER": "{{ ti.try_number }}"},
+        secrets=pod_secrets(pod),
         container_resources=k8s.V1ResourceRequirements(requests=dict(limits), limits=limits),
         node_selector=dict(pod.node_selector),
         tolerations=[k8s.V1Toleration(**t) for t in pod.tolerations],

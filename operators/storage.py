@@ -11,6 +11,9 @@ def s3_storage_options(conn_id: str | None = None) -> dict:
 
     hook = AwsBaseHook(aws_conn_id=conn_id or os.environ.get("DANQING_AWS_CONN_ID", "aws_default"))
     creds = hook.get_credentials()
+    from danqing.redact import register
+
+    register(creds.secret_key, creds.token)  # masked wherever they might turn up (an error, a log line)
     options = {"key": creds.access_key, "secret": creds.secret_key}
     if creds.token:
         options["token"] = creds.token

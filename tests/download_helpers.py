@@ -28,6 +28,18 @@ def png_bomb(side: int = 20000) -> bytes:
     return buf.getvalue()
 
 
+@functools.cache
+def two_tone_png(side: int = 300) -> bytes:
+    """Black and white noise: high contrast and sharp edges, but one bit per pixel of information."""
+    import numpy as np
+    from PIL import Image
+
+    buf = io.BytesIO()
+    bits = np.random.default_rng(0).integers(0, 2, (side, side), dtype=np.uint8) * 255
+    Image.fromarray(bits).convert("RGB").save(buf, "PNG")
+    return buf.getvalue()
+
+
 class FaultServer:
     """Routes by path prefix; `hits[path]` counts every request (robots.txt included)."""
 
@@ -105,6 +117,8 @@ class FaultServer:
         if path.startswith("/truncated"):
             data = self.first_image()
             return send(h, 200, data[: len(data) // 2])
+        if path.startswith("/twotone"):  # sharp, but two tones only: too little entropy
+            return send(h, 200, two_tone_png(), "image/png")
         if path.startswith("/noai"):
             return send(h, 200, self.first_image(), headers={"X-Robots-Tag": "noai"})
         if path.startswith("/gzbomb"):  # 4 MB of zeros in a few KB of gzip

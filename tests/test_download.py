@@ -51,7 +51,7 @@ CASES = {
     "http://127.0.0.1:1/a.jpg": ("download_connection", "transient"),
     "/private/a.jpg": ("robots_disallowed", "permanent"),
     "/noai.jpg": ("robots_noai", "permanent"),
-    "/img/4402408.jpg": ("visual_low_entropy", "permanent"),
+    "/twotone.png": ("visual_low_entropy", "permanent"),
 }
 
 
@@ -130,7 +130,7 @@ def test_every_fault_ends_in_its_status_and_a_rerun_fetches_only_transient_failu
     assert rows["/img/159500.jpg"]["status"] == "success"
     assert (rows["/img/159500.jpg"]["stored_width"], rows["/img/159500.jpg"]["width"]) == (128, 800)
     assert len(rows["/img/159500.jpg"]["sha256"]) == 64 and len(rows["/img/159500.jpg"]["phash"]) == 16
-    assert rows["/noai.jpg"]["status"] == "opted_out" and rows["/img/4402408.jpg"]["status"] == "filtered"
+    assert rows["/noai.jpg"]["status"] == "opted_out" and rows["/twotone.png"]["status"] == "filtered"
     assert server.hits["/robots.txt"] == 1
     assert server.hits["/private/a.jpg"] == 0  # robots.txt is asked before the image
 

@@ -257,17 +257,21 @@ def test_warc_versions(cfg, tmp_path, version):
     assert [(r["url"], r["drop_reason"], r["page_language"]) for r in rows] == [("http://www.v.test/i.jpg", "", "zho")]
 
 
-def test_corrupt_member_stops_that_file_only(cfg, tmp_path):
+def test_corrupt_member_costs_only_itself(cfg, tmp_path):
     bad = tmp_path / "bad.warc.gz"
     garbage = b"\x1f\x8b\x08\x00not-deflate"
-    first, last = _warc("WARC/1.0", "http://www.v.test/a", ZH_PAGE), _warc("WARC/1.0", "http://b", ZH_PAGE)
+    first, last = _warc("WARC/1.0", "http://www.v.test/a", ZH_PAGE), _warc("WARC/1.0", "http://www.v.test/b", ZH_PAGE)
     bad.write_bytes(first + garbage + last)
     fine = tmp_path / "fine.warc.gz"
     fine.write_bytes(_warc("WARC/1.0", "http://www.v.test/c", ZH_PAGE))
     rows, stats = _run(cfg, [str(bad), str(fine)])
     assert stats.errors == Counter({extract.WARC_CORRUPT: 1})
-    # Page a's member cannot be measured past the corruption, so it cannot be traced: it goes too.
-    assert [r["page_url"] for r in rows] == ["http://www.v.test/c"]
+    assert [r["page_url"] for r in rows] == ["http://www.v.test/a", "http://www.v.test/b", "http://www.v.test/c"]
+    # Each page keeps the exact span of its own member, so it can still be read back by offset.
+    assert [(r["warc_record_offset"], r["warc_record_length"]) for r in rows[:2]] == \
+        [(0, len(first)), (len(first) + len(garbage), len(last))]
+    for row in rows:
+        assert record_at(tmp_path, row).rec_headers.get_header("WARC-Target-URI") == row["page_url"]
 
 
 def test_source_failure_is_raised_not_counted(cfg):

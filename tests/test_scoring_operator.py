@@ -111,3 +111,64 @@ def test_pod_decodes_on_all_but_one_of_its_cpus(cfg):
 def test_operators_module_stays_light():
     code = "import sys, operators.scoring; assert not {'torch', 'open_clip', 'faiss'} & set(sys.modules)"
     subprocess.run([sys.executable, "-c", code], check=True, cwd=Path(__file__).parent.parent)
+
+
+SECRET = "wJalrXUtnFEMI-K7MDENG-bPxRfiCY"
+
+
+def _secret_laden_config(tmp_path):
+    from danqing.config import PipelineConfig
+
+    return PipelineConfig.from_overrides({
+        "root": "s3://bucket/danqing", "lineage_url": f"postgresql+psycopg2://danqing:{SECRET}@db/lineage",
+        "storage_options": {"key": "AKIAEXAMPLE", "secret": SECRET},
+        "source": {"storage_options": {"key": "AKIAEXAMPLE", "secret": SECRET, "client_kwargs": {"region_name": "x"}}},
+        "score": {"pod": {"env": {"DANQING_ROOT": "s3://bucket/danqing", "DANQING_MODE": "gpu-pod-42"},
+                          "secret_env": {"DANQING_LINEAGE_URL": "danqing-lineage:url"},
+                          "env_from_secrets": ["danqing-s3"]}}})
+
+
+def test_pod_arguments_carry_no_storage_options_pod_env_or_credential(tmp_path):
+    from danqing.config import PipelineConfig
+    from operators.scoring import _pod_config
+
+    cfg = _secret_laden_config(tmp_path)
+    config = _pod_config(cfg)
+    args = pod_arguments({"shard": 1, "uri": "s3://bucket/danqing/x/download/00001.parquet"}, "CC-MAIN-2025-47", config)
+    text = " ".join(args)
+    for held in (SECRET, "AKIAEXAMPLE", "storage_options", "gpu-pod-42", "danqing-lineage", '"pod"'):
+        assert held not in text
+    assert PipelineConfig.from_overrides(config).hash() == cfg.hash()  # the pod's done-marker matches the worker's
+
+
+def test_pod_gets_credentials_from_kubernetes_secrets(tmp_path):
+    cfg = _secret_laden_config(tmp_path)
+    args = pod_arguments({"shard": 1, "uri": "u"}, "CC-MAIN-2025-47", {"root": cfg.root})
+    pod = build_pod_operator(cfg.score.pod, arguments=args).build_pod_request_obj(dry_run=True)
+    base = next(c for c in pod.spec.containers if c.name == "base")
+    by_name = {e.name: e for e in base.env}
+    ref = by_name["DANQING_LINEAGE_URL"].value_from.secret_key_ref
+    assert (ref.name, ref.key, by_name["DANQING_LINEAGE_URL"].value) == ("danqing-lineage", "url", None)
+    assert [e.secret_ref.name for e in base.env_from] == ["danqing-s3"]
+    assert by_name["DANQING_ROOT"].value == "s3://bucket/danqing"
+    assert SECRET not in repr(pod.to_dict())
+
+
+@pytest.mark.parametrize("env", [{"DANQING_LINEAGE_URL": f"postgresql://u:{SECRET}@db/x"}, {"HF_TOKEN": SECRET}])
+def test_a_credential_in_the_pods_plain_env_is_refused(env):
+    from danqing.config import ConfigError, PipelineConfig
+
+    with pytest.raises(ConfigError, match="put it in a Kubernetes secret") as refused:
+        PipelineConfig.from_overrides({"score": {"pod": {"env": env}}})
+    assert SECRET not in str(refused.value)
+
+
+def test_a_credential_anywhere_else_in_the_pods_config_is_refused():
+    from danqing.config import PipelineConfig
+    from danqing.errors import UserError
+    from operators.scoring import _pod_config
+
+    cfg = PipelineConfig.from_overrides({"source": {"index_url": f"https://u:{SECRET}@index.example/cc-index/"}})
+    with pytest.raises(UserError, match=r"source\.index_url") as refused:
+        _pod_config(cfg)
+    assert SECRET not in str(refused.value)

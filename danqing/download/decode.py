@@ -105,7 +105,7 @@ def _decode_open(im, fmt: str, s: Settings) -> dict:
         im = ImageOps.exif_transpose(im)
     rgb = _to_rgb(im)
     grey = rgb.convert("L")
-    metrics = visual.measure(np.asarray(grey), grey.histogram())
+    metrics = visual.measure(np.asarray(grey), grey.histogram(), rgb.histogram())
     out.update(pixel_std=metrics.pixel_std, laplacian_var=metrics.laplacian_var, entropy_bits=metrics.entropy_bits)
     reason = visual.check_pixels(metrics, s.visual)
     if reason:
@@ -119,11 +119,50 @@ def _decode_open(im, fmt: str, s: Settings) -> dict:
 
 
 def _jpeg_complete(data: bytes) -> bool:
-    """A whole JPEG has its EOI marker (FFD9) at the end, give or take trailing junk; a cut one does not.
+    """False only when the bytes end before the JPEG does: no EOI marker (FFD9) after its first scan starts.
 
-    Scan data cannot hold FFD9 (0xFF is byte-stuffed), so a hit near the end is the real EOI.
+    Header segments are stepped over by their lengths (an EXIF thumbnail has an EOI of its own), and
+    scan data cannot hold FFD9 (0xFF is byte-stuffed), so an FFD9 past the scan's start is the
+    image's end. Whatever follows it (padding, junk, an appended page, as some servers send) is ignored.
+    A header too broken to step through is left for the decoder to refuse.
     """
-    return b"\xff\xd9" in data[-256:]
+    pos, n = 2, len(data)
+    while pos + 4 <= n:
+        if data[pos] != 0xFF:
+            return True
+        marker = data[pos + 1]
+        if marker == 0xFF or 0xD0 <= marker <= 0xD7 or marker == 0x01:  # fill byte, or a marker with no length
+            pos += 1 if marker == 0xFF else 2
+            continue
+        if marker == 0xD9:  # an end before any scan: no image, the decoder says so
+            return True
+        length = int.from_bytes(data[pos + 2: pos + 4], "big")
+        if marker == 0xDA:  # start of scan
+            return data.rfind(b"\xff\xd9", pos + 2 + length) >= 0  # from the end: a whole one ends there
+        pos += 2 + length
+    return False
+
+
+def decoded_pixels(data: bytes, s: Settings) -> int:
+    """Pixels decode() will hold for these bytes, from the header alone; 0 when it will refuse them unread."""
+    from PIL import Image
+
+    fmt = sniff(data)
+    if fmt is None:
+        return 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            im = Image.open(io.BytesIO(data), formats=[fmt])
+            width, height = im.size
+            if width * height > s.max_pixels:
+                return 0
+            if fmt == "JPEG" and s.resize_mode != "no":
+                im.draft(None, (s.size, s.size))  # as decode() will: DCT scaling shrinks what is held
+                width, height = im.size
+        return width * height
+    except Exception:  # noqa: BLE001 - the decoder will give the reason; it holds next to nothing
+        return 0
 
 
 def _orientation(im) -> int:

@@ -1,9 +1,15 @@
-"""Decode pools the event loop awaits: threads (default), or worker processes on pipes."""
+"""Decode pools the event loop awaits: threads (default), or worker processes on pipes.
+
+Decodes are admitted by the pixels they will hold, not by the number of workers: a pool never holds
+more decoded pixels at once than the largest image the config accepts (download.max_pixels), so
+its memory is the same with 1 decode worker or 16. Small images still decode side by side.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import collections
+import contextlib
 import os
 import pickle
 import sys
@@ -18,6 +24,47 @@ PER_WORKER = 2  # bodies queued at a worker: it never waits on the round trip
 SINGLE_THREADED = {"OPENBLAS_NUM_THREADS": "1", "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1"}
 
 
+class PixelBudget:
+    """First come, first served admission while the pixels held stay within `total`."""
+
+    def __init__(self, total: int):
+        self.total, self.held = max(1, total), 0
+        self._waiting: collections.deque[tuple[int, asyncio.Future]] = collections.deque()
+
+    @contextlib.asynccontextmanager
+    async def hold(self, pixels: int):
+        pixels = min(max(0, pixels), self.total)
+        if self._waiting or self.held + pixels > self.total:
+            fut = asyncio.get_running_loop().create_future()
+            self._waiting.append((pixels, fut))
+            try:
+                await fut
+            except BaseException:
+                if fut.done() and not fut.cancelled():  # admitted just as it was cancelled: give it back
+                    self._release(pixels)
+                else:
+                    self._waiting.remove((pixels, fut))
+                    self._admit()
+                raise
+        else:
+            self.held += pixels
+        try:
+            yield
+        finally:
+            self._release(pixels)
+
+    def _release(self, pixels: int) -> None:
+        self.held -= pixels
+        self._admit()
+
+    def _admit(self) -> None:
+        while self._waiting and self.held + self._waiting[0][0] <= self.total:
+            pixels, fut = self._waiting.popleft()
+            if not fut.done():
+                self.held += pixels
+                fut.set_result(None)
+
+
 class ThreadPool:
     """PIL and numpy release the GIL for most of a decode: no pipes, pickling or extra interpreters.
 
@@ -26,11 +73,13 @@ class ThreadPool:
 
     def __init__(self, settings: dec.Settings, workers: int):
         self.settings, self._executor = settings, ThreadPoolExecutor(workers, thread_name_prefix="decode")
+        self.budget = PixelBudget(settings.max_pixels)
 
     async def decode(self, body: bytes) -> dict:
         loop = asyncio.get_running_loop()
         try:
-            return await loop.run_in_executor(self._executor, dec.decode, body, self.settings)
+            async with self.budget.hold(dec.decoded_pixels(body, self.settings)):
+                return await loop.run_in_executor(self._executor, dec.decode, body, self.settings)
         except Exception:  # noqa: BLE001 - an unexpected decoder error is an undecodable image
             return {"reason": dec.DOWNLOAD_UNDECODABLE}
 
@@ -56,6 +105,7 @@ class ProcessPool:
         self.settings, self.n = settings, workers
         self._workers: list[_Worker] = []
         self._slots = asyncio.Semaphore(workers * PER_WORKER)
+        self.budget = PixelBudget(settings.max_pixels)
         self._closing = False
 
     async def start(self) -> ProcessPool:
@@ -72,7 +122,7 @@ class ProcessPool:
         return w
 
     async def decode(self, body: bytes) -> dict:
-        async with self._slots:
+        async with self.budget.hold(dec.decoded_pixels(body, self.settings)), self._slots:
             w = min(self._workers, key=lambda w: len(w.pending))
             fut = asyncio.get_running_loop().create_future()
             w.pending.append((body, fut))
@@ -120,7 +170,24 @@ def _send(w: _Worker, data: bytes) -> None:
     w.proc.stdin.write(data)
 
 
+def map_big_buffers() -> None:
+    """glibc: serve buffers of 4 MiB and up with their own mappings, returned to the system when freed.
+
+    Otherwise glibc raises its mmap threshold after the first big free, and each decode thread's arena
+    keeps the largest image it has held: memory would grow with the number of workers after all.
+    """
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL(None)
+        libc.mallopt(-3, 4 << 20)  # M_MMAP_THRESHOLD; fixing it stops the dynamic adjustment
+        libc.mallopt(-1, 8 << 20)  # M_TRIM_THRESHOLD, as the dynamic rule would set it: no trim on every free
+    except (OSError, AttributeError):  # not glibc: its allocator decides
+        pass
+
+
 async def open_pool(settings: dec.Settings, kind: str, workers: int):
+    map_big_buffers()
     workers = workers or usable_cpus()
     if kind == "thread":
         return ThreadPool(settings, workers)

@@ -25,8 +25,10 @@ def read_frame(stream) -> bytes | None:
 
 def main() -> None:
     from danqing.download.decode import DOWNLOAD_UNDECODABLE, decode
+    from danqing.download.pool import map_big_buffers
 
     widen_pipes()
+    map_big_buffers()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
     settings = pickle.loads(read_frame(stdin))
     while (body := read_frame(stdin)) is not None:

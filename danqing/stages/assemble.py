@@ -7,7 +7,7 @@ import json
 import pyarrow as pa
 
 from danqing import paths, tario
-from danqing.shard import ShardJob, kept_rows, with_reasons
+from danqing.shard import ShardJob, kept_rows, with_column, with_reasons
 from danqing.stats import StageStats
 
 IMAGE_MISSING = "image_missing"
@@ -21,7 +21,7 @@ RELEASE_COLUMNS = [
 
 def process(job: ShardJob, stats: StageStats) -> pa.Table:
     rows = kept_rows(job.inputs[0], job.cfg).sort_by("id")
-    rows = rows.append_column("crawl", pa.array([job.crawl] * rows.num_rows, pa.string()))
+    rows = with_column(rows, "crawl", pa.array([job.crawl] * rows.num_rows, pa.string()))
     rows = rows.select([c for c in RELEASE_COLUMNS if c in rows.column_names])
     download_tar = paths.shard_uri(job.cfg.root, job.crawl, "download", job.shard, ".tar")
     images = {name.rsplit(".", 1)[0]: data for name, data in tario.read_tar(download_tar, job.cfg.storage_options)

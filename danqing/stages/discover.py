@@ -11,6 +11,7 @@ import json
 
 from danqing import io, lineage, paths, warcsource
 from danqing.config import SAMPLE_CRAWL_ID, PipelineConfig
+from danqing.redact import redact
 
 
 def read_collinfo(uri: str, cfg: PipelineConfig | None = None) -> list[dict]:
@@ -19,7 +20,7 @@ def read_collinfo(uri: str, cfg: PipelineConfig | None = None) -> list[dict]:
     with warcsource.open_input(uri, cfg) as f:
         crawls = json.loads(f.read())
     if not isinstance(crawls, list) or not all(isinstance(c, dict) and "id" in c for c in crawls):
-        raise ValueError(f"{uri}: not a collinfo.json list of crawls")
+        raise ValueError(redact(f"{uri}: not a collinfo.json list of crawls"))
     for c in crawls:  # ids become folders and run ids: a list from elsewhere is checked like user input
         paths.crawl_id(c["id"])
     return crawls
@@ -82,7 +83,7 @@ def fetch_index(cfg: PipelineConfig, crawl: str) -> str:
     with warcsource.open_input(uri, cfg) as f:
         data = f.read()
     if not gzip.decompress(data).strip():
-        raise ValueError(f"{uri}: empty list of WARC files")
+        raise ValueError(redact(f"{uri}: empty list of WARC files"))
     with io.atomic_write(dest, "wb", cfg.storage_options) as out:
         out.write(data)
     return dest

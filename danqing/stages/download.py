@@ -42,7 +42,7 @@ _RUN_COLUMNS = ("status", "error_class", "attempts")
 def process(job: ShardJob, stats: StageStats) -> pa.Table:
     """Every upstream row, in order, with its download status, sizes, hashes and drop_reason."""
     cfg = job.cfg
-    rows = kept_rows(job.inputs[0], cfg)
+    rows = kept_rows(job.inputs[0], cfg, needs=("id", "url"))
     settings = dec.Settings.of(cfg)
     # Removed by shard.py once the parquet, the tar and the stats are written: only a failed run leaves it.
     cache = ResultCache(job.scratch("_cache"), settings.fingerprint(), cfg.storage_options)

@@ -4,7 +4,8 @@ Reads WARCs with FastWARC, finds captioned <img> tags and the page charset with 
 scan (danqing.pagehtml), and judges each pair: page language, blacklisted domain, caption
 length in jieba words, text-safety floor. Every pair keeps the offset and
 length of its response record's gzip member, so a byte-range read returns that record.
-Corrupt input is counted with stats.error and skipped; it never fails the shard.
+Corrupt input is counted with stats.error and skipped; it never fails the shard, and a damaged
+record costs only itself (danqing.warcrecords resyncs at the next gzip member).
 """
 
 from __future__ import annotations
@@ -23,13 +24,14 @@ from urllib.parse import urlsplit
 import numpy as np
 import pyarrow as pa
 
-from danqing import pagehtml, warcsource
+from danqing import pagehtml, warcrecords, warcsource
 from danqing.config import ExtractConfig
 from danqing.records import KEPT, PAIR_SCHEMA, sample_ids
 from danqing.shard import ShardJob
 from danqing.stages.plan import shard_languages
 from danqing.stats import StageStats
 from danqing.text.words import script_language, word_count  # light: jieba itself loads on first use
+from danqing.warcrecords import RECORD_CORRUPT, WARC_CORRUPT, WARC_TRUNCATED  # noqa: F401 (reasons of this stage)
 
 # Drop reasons (rows).
 PAGE_NOT_CHINESE = "page_not_chinese"
@@ -38,10 +40,7 @@ CAPTION_TOO_SHORT = "caption_too_short"
 CAPTION_TOO_LONG = "caption_too_long"
 CAPTION_UNSAFE = "caption_unsafe"
 
-# Events that are not rows (stats.error).
-WARC_CORRUPT = "warc_corrupt"  # the file cannot be read on: the rest of it is skipped
-WARC_TRUNCATED = "warc_truncated"  # a record shorter than its Content-Length
-RECORD_CORRUPT = "record_corrupt"  # one record that fails to parse
+# Events that are not rows (stats.error); damage to the WARC itself is counted by danqing.warcrecords.
 RECORD_REVISIT = "record_revisit"
 RESPONSE_NOT_OK = "response_not_ok"
 PAYLOAD_NOT_HTML = "payload_not_html"
@@ -83,7 +82,7 @@ def iter_batches(job: ShardJob, stats: StageStats, batch_rows: int = _BATCH_ROWS
         name = warcsource.warc_filename(spec)
         stream = warcsource.open_input(spec, job.cfg)
         try:
-            for page in iter_pages(stream, stats, cfg):
+            for page in iter_pages(stream, stats, cfg, spec):
                 offset = warcsource.file_offset(stream, page.pos)
                 page.language = page.language or index_languages.get((name, offset), "")
                 pairs, charset, language = page_pairs(page, cfg, stats)
@@ -134,82 +133,61 @@ class _Rows:
 
 # ---- WARC records -> pages -------------------------------------------------------------
 
-class _Counting:
-    """Counts the bytes FastWARC reads (the last record's length), and keeps a source failure to re-raise."""
-
-    def __init__(self, stream):
-        self.stream, self.pos, self.error = stream, 0, None
-
-    def read(self, size: int = -1) -> bytes:
-        try:
-            data = self.stream.read(size)
-        except BaseException as e:  # noqa: B036 (handed back to the caller past FastWARC)
-            self.error = e
-            raise
-        self.pos += len(data)
-        return data
-
-    def tell(self) -> int:
-        return self.pos
-
-
-def iter_pages(stream, stats: StageStats, cfg: ExtractConfig) -> Iterator[Page]:
+def iter_pages(stream, stats: StageStats, cfg: ExtractConfig, name: str = "") -> Iterator[Page]:
     """HTML response pages of one WARC stream, each with its record length and CLD2 languages.
 
-    A response is held until the next record starts (its length) and its metadata record
-    has been seen (its languages); Common Crawl writes request, response, metadata.
+    A response is held until its metadata record has been seen (its languages); Common Crawl
+    writes request, response, metadata. Damaged records are skipped and counted by warcrecords.
     """
-    from fastwarc.warc import ArchiveIterator, WarcRecordType
-
-    counted = _Counting(stream)
     pending: Page | None = None
-    records = iter(ArchiveIterator(counted, parse_http=False, auto_decode="none"))
-    while True:
-        try:
-            record = next(records, None)
-        except BaseException as e:  # noqa: B036 (FastWARC raises Rust panics as BaseException)
-            if counted.error is not None:  # the source failed (network, store): a retry may succeed
-                raise counted.error from e
-            _reraise_interrupts(e)
-            stats.error(WARC_CORRUPT)
-            if pending is not None and pending.length:
-                yield pending
-            return  # the decompressor cannot resync past a corrupt member
-        if record is None:
-            break
-        pos = record.stream_pos
-        if pending is not None and not pending.length:
-            pending.length = pos - pending.pos
-        kind = record.record_type
-        if kind == WarcRecordType.metadata:
-            if pending is not None and _describes(record, pending):
-                pending.language = _cld2_languages(record.reader.read(65_536))
+    for pos, length, (kind, value) in warcrecords.records(stream, _handler(cfg), stats, name):
+        if kind == _METADATA:
+            if pending is not None and _describes(value, pending):
+                pending.language = value[2]
             continue
-        if kind not in (WarcRecordType.response, WarcRecordType.revisit):
+        if kind == _OTHER:
             continue
         if pending is not None:
             yield pending
             pending = None
-        if kind == WarcRecordType.revisit:
-            stats.error(RECORD_REVISIT)
-            continue
-        try:
-            pending = _page(record, pos, stats, cfg)
-        except Exception:
-            stats.error(RECORD_CORRUPT)
+        if isinstance(value, str):
+            stats.error(value)
+        else:
+            value.pos, value.length = pos, length
+            pending = value
     if pending is not None:
-        pending.length = pending.length or counted.pos - pending.pos
         yield pending
 
 
-def _reraise_interrupts(e: BaseException) -> None:
-    if isinstance(e, (KeyboardInterrupt, SystemExit, GeneratorExit)):
-        raise e
+_METADATA, _PAGE, _OTHER = 0, 1, 2
 
 
-def _describes(metadata, page: Page) -> bool:
-    headers = metadata.headers
-    return headers.get("WARC-Concurrent-To") == page.record_id or headers.get("WARC-Target-URI") == page.url
+def _handler(cfg: ExtractConfig):
+    """What a record holds for pages: a metadata record's ids and languages, or a response's Page or drop
+    reason. Runs while FastWARC reads the record; it counts nothing, as a record found damaged is dropped."""
+    from fastwarc.warc import WarcRecordType
+
+    metadata, revisit, response = WarcRecordType.metadata, WarcRecordType.revisit, WarcRecordType.response
+
+    def handle(record) -> tuple[int, object]:
+        kind = record.record_type
+        if kind == metadata:
+            headers = record.headers
+            return _METADATA, (headers.get("WARC-Concurrent-To"), headers.get("WARC-Target-URI"),
+                               _cld2_languages(record.reader.read(65_536)))
+        if kind == response:
+            try:
+                return _PAGE, _page(record, cfg)
+            except Exception:
+                return _PAGE, RECORD_CORRUPT
+        return (_PAGE, RECORD_REVISIT) if kind == revisit else (_OTHER, None)
+
+    return handle
+
+
+def _describes(metadata: tuple, page: Page) -> bool:
+    concurrent_to, target_uri, _ = metadata
+    return concurrent_to == page.record_id or target_uri == page.url
 
 
 def _cld2_languages(fields: bytes) -> str:
@@ -224,34 +202,28 @@ def _cld2_languages(fields: bytes) -> str:
         return ""
 
 
-def _page(record, pos: int, stats: StageStats, cfg: ExtractConfig) -> Page | None:
-    """The HTML payload of a response record, or None (counted) when it is not one we can use."""
+def _page(record, cfg: ExtractConfig) -> Page | str:
+    """The HTML payload of a response record, or the reason it is not one we can use."""
     record.parse_http()
     http = record.http_headers
     if not 200 <= (http.status_code or 0) < 300:
-        stats.error(RESPONSE_NOT_OK)
-        return None
+        return RESPONSE_NOT_OK
     mime = (record.http_content_type or "").lower()
     if mime and mime not in _HTML_TYPES:
-        stats.error(PAYLOAD_NOT_HTML)
-        return None
+        return PAYLOAD_NOT_HTML
     expected = record.content_length
     if expected > cfg.max_html_bytes:
-        stats.error(HTML_TOO_LARGE)
-        return None
+        return HTML_TOO_LARGE
     payload = record.reader.read()
     if len(payload) < expected:
-        stats.error(WARC_TRUNCATED)
-        return None
+        return WARC_TRUNCATED
     payload = _decode_transfer(payload, http.get("Transfer-Encoding"), http.get("Content-Encoding"),
                                cfg.max_html_bytes)
     if payload is None:
-        stats.error(HTML_TOO_LARGE)
-        return None
+        return HTML_TOO_LARGE
     if not mime and not payload.lstrip()[:1] == b"<":
-        stats.error(PAYLOAD_NOT_HTML)
-        return None
-    return Page(record.headers.get("WARC-Target-URI") or "", record.record_id or "", pos, payload,
+        return PAYLOAD_NOT_HTML
+    return Page(record.headers.get("WARC-Target-URI") or "", record.record_id or "", 0, payload,
                 record.http_charset)
 
 

@@ -12,7 +12,7 @@ import pyarrow as pa
 
 from danqing.config import PipelineConfig, RefineConfig
 from danqing.records import KEPT
-from danqing.shard import ShardJob, kept_rows, with_reasons
+from danqing.shard import ShardJob, kept_rows, with_column, with_reasons
 from danqing.stats import StageStats
 from danqing.text import clean, density, langid, quality, safety
 
@@ -60,8 +60,9 @@ def refine(alt_text: str, cfg: PipelineConfig) -> tuple[str, str]:
 
 
 def process(job: ShardJob, stats: StageStats) -> pa.Table:
-    rows = kept_rows(job.inputs[0], job.cfg)
+    rows = kept_rows(job.inputs[0], job.cfg, needs=("alt_text",))
     judge = refiner(job.cfg).refine
     verdicts = [judge(alt or "") for alt in rows["alt_text"].to_pylist()]
-    rows = rows.append_column("caption", pa.array([caption for caption, _ in verdicts], pa.string()))
+    # A caption column already there (refine's own output fed back) is replaced, never doubled.
+    rows = with_column(rows, "caption", pa.array([caption for caption, _ in verdicts], pa.string()))
     return with_reasons(rows, [reason for _, reason in verdicts])

@@ -21,8 +21,9 @@ import pyarrow as pa
 from danqing import io
 from danqing.config import ScoreConfig
 from danqing.embed import model as embed_model
+from danqing.errors import UserError
 from danqing.records import IMAGE_SPAN_COLUMNS
-from danqing.shard import ShardJob, kept_rows, with_reasons
+from danqing.shard import ShardJob, kept_rows, with_column, with_reasons
 from danqing.stats import StageStats
 
 IMAGE_UNREADABLE = "image_unreadable"  # missing from the tar or not decodable: nothing to embed
@@ -136,7 +137,7 @@ def embed(dataset: PairDataset, embedder: embed_model.Embedder, cfg: ScoreConfig
 def process(job: ShardJob, stats: StageStats) -> pa.Table:
     cfg = job.cfg.score
     so = job.cfg.storage_options
-    rows = kept_rows(job.inputs[0], job.cfg)
+    rows = kept_rows(job.inputs[0], job.cfg, needs=("id",))
     tar_uri = job.inputs[0].removesuffix(".parquet") + ".tar"
     spans = _image_spans(rows, job.inputs[0])
     ids = rows["id"].to_pylist()
@@ -153,10 +154,10 @@ def process(job: ShardJob, stats: StageStats) -> pa.Table:
     reasons = [check(bool(r), float(s), cfg) or "" for r, s in zip(ok, nsfw, strict=True)]
     _save_npy(img, job.side("_img.npy"), so)
     _save_npy(txt, job.side("_txt.npy"), so)
-    rows = rows.append_column("similarity", pa.array(similarity.astype(np.float32), pa.float32()))
-    rows = rows.append_column("nsfw_score", pa.array(np.asarray(nsfw, np.float32), pa.float32()))
-    rows = rows.append_column("model", pa.array([embedder.name] * len(ids), pa.string()))
-    rows = rows.append_column("emb_row", pa.array(np.arange(len(ids)), pa.int64()))
+    rows = with_column(rows, "similarity", pa.array(similarity.astype(np.float32), pa.float32()))
+    rows = with_column(rows, "nsfw_score", pa.array(np.asarray(nsfw, np.float32), pa.float32()))
+    rows = with_column(rows, "model", pa.array([embedder.name] * len(ids), pa.string()))
+    rows = with_column(rows, "emb_row", pa.array(np.arange(len(ids)), pa.int64()))
     return with_reasons(rows, reasons)
 
 
@@ -165,7 +166,7 @@ def _image_spans(rows: pa.Table, uri: str) -> list[tuple[int, int] | None]:
     names = [name for name, _ in IMAGE_SPAN_COLUMNS]
     if not set(names) <= set(rows.column_names):
         marker = uri.removesuffix(".parquet") + "_stats.json"
-        raise ValueError(f"{uri} has no {'/'.join(names)} columns: an older download stage wrote it. Rerun the "
+        raise UserError(f"{uri} has no {'/'.join(names)} columns: an older download stage wrote it. Rerun the "
                          f"download stage for this shard (delete {marker} first, or the rerun skips it).")
     offsets, sizes = (rows[name].to_pylist() for name in names)
     return [None if o is None else (o, n) for o, n in zip(offsets, sizes, strict=True)]
