@@ -178,7 +178,7 @@ def _publish(args: argparse.Namespace, cfg: PipelineConfig) -> dict:
 
     token = os.environ.get(TOKEN_ENV[args.target], "")
     if not token:
-        raise ValueError(f"set {TOKEN_ENV[args.target]} to a {args.target} token with write access to {args.repo}")
+        raise UserError(f"set {TOKEN_ENV[args.target]} to a {args.target} token with write access to {args.repo}")
     target = PublishTarget(kind=args.target, repo_id=args.repo, private=args.private)
     return upload(cfg, args.crawl, target, token, args.endpoint)
 

@@ -46,10 +46,11 @@ class ReleaseApproval(ApprovalOperator):
 def hub_connection(conn_id: str) -> tuple[str, str]:
     """(token, endpoint) of a hub connection; the token is registered for redaction."""
     from danqing import redact
+    from danqing.errors import UserError
 
     conn = BaseHook.get_connection(conn_id)
     if not conn.password:
-        raise ValueError(f"Airflow connection {conn_id!r} has no token: put the hub token in its password field")
+        raise UserError(f"Airflow connection {conn_id!r} has no token: put the hub token in its password field")
     redact.register(conn.password)
     endpoint = conn.extra_dejson.get("endpoint") or conn.host or ""
     if endpoint and "://" not in endpoint:

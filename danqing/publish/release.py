@@ -27,6 +27,7 @@ import pyarrow.parquet as pq
 
 from danqing import __version__, io, lineage, paths
 from danqing.config import PipelineConfig
+from danqing.errors import UserError
 from danqing.publish import card, plots
 from danqing.records import kept
 
@@ -42,14 +43,14 @@ def tag(cfg: PipelineConfig, crawl: str) -> str:
 def folder(cfg: PipelineConfig, crawl: str) -> Path:
     final = paths.release_dir(cfg.release_root, crawl)
     if not paths.is_local(final):
-        raise ValueError(f"the release folder must be local (the hubs upload from it); got {final}")
+        raise UserError(f"the release folder must be local (the hubs upload from it); got {final}")
     return Path(final.removeprefix("file://"))
 
 
 def read_manifest(cfg: PipelineConfig, crawl: str) -> dict:
     path = folder(cfg, crawl) / "manifest.json"
     if not path.exists():
-        raise ValueError(f"no release of {crawl} at {path.parent}: build it first (the DAG's publish task)")
+        raise UserError(f"no release of {crawl} at {path.parent}: build it first (the DAG's publish task)")
     return json.loads(path.read_text(encoding="utf-8"))
 
 

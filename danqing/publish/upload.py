@@ -15,6 +15,7 @@ import logging
 
 from danqing import lineage, redact
 from danqing.config import PipelineConfig, PublishTarget
+from danqing.errors import UserError
 from danqing.publish import card, release
 from danqing.publish.huggingface import HuggingFace
 from danqing.publish.modelscope import ModelScope
@@ -83,7 +84,7 @@ def _check_same(remote: dict, local: dict, where: str) -> None:
     theirs = remote.get("files", {})
     differ = sorted(p for p in set(theirs) | set(local["files"]) if theirs.get(p) != local["files"].get(p))
     retag = f"{local['crawl']}-{local['config_hash']}-2"
-    raise ValueError(
+    raise UserError(
         f"{where} already has tag {local['tag']} holding a different release of {local['crawl']} "
         f"({remote.get('rows', '?')} pairs there, {local['rows']} here; {len(differ)} files differ, e.g. "
         f"{', '.join(differ[:3]) or 'its manifest is missing'}). Tags are never moved: to publish this release, "
