@@ -10,8 +10,8 @@ import pytest
 from PIL import Image
 
 from danqing.config import PipelineConfig, VisualConfig
+from danqing.download import visual
 from danqing.download.decode import Settings, decode, sniff
-from danqing.stages import visual
 
 IMAGES = Path(__file__).parent / "fixtures" / "danqing_examples" / "images"
 CFG = VisualConfig()

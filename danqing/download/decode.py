@@ -12,7 +12,7 @@ import warnings
 from dataclasses import asdict, dataclass
 
 from danqing.config import PipelineConfig, VisualConfig
-from danqing.stages import visual
+from danqing.download import visual
 
 DOWNLOAD_NOT_IMAGE = "download_not_image"
 DOWNLOAD_UNDECODABLE = "download_undecodable"

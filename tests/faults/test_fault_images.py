@@ -18,7 +18,7 @@ from conftest import ROOT
 from PIL import Image
 
 from danqing.download import decode as dec
-from danqing.stages import visual
+from danqing.download import visual
 
 SEED = 7
 KNOWN = {"", dec.DOWNLOAD_NOT_IMAGE, dec.DOWNLOAD_UNDECODABLE, dec.DOWNLOAD_TRUNCATED, dec.DOWNLOAD_BOMB,

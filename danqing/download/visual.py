@@ -1,6 +1,6 @@
-"""Visual filters of PIPELINE.md stage 3: pure checks on an image's size and grey pixels.
+"""Visual filters of PIPELINE.md stage 3: pure checks on an image's size and grey pixels, and what they measure.
 
-They run once, at decode (danqing.download.decode), so an image is never decoded twice.
+They run once, at decode (decode.py), so an image is never decoded twice.
 """
 
 from __future__ import annotations
