@@ -29,8 +29,8 @@ from danqing.cpus import usable_cpus
 from danqing.download import decode as dec
 from danqing.download.cache import ResultCache
 from danqing.download.fetcher import Fetcher, error_class
+from danqing.download.frames import HEADER, widen_pipes
 from danqing.download.pool import SINGLE_THREADED, open_pool
-from danqing.download.worker import HEADER, widen_pipes
 from danqing.stats import StageStats
 
 # A child costs ~0.7 s of CPU in imports: below this many URLs per loop it does not pay.

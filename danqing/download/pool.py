@@ -17,7 +17,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from danqing.cpus import usable_cpus
 from danqing.download import decode as dec
-from danqing.download.worker import HEADER
+from danqing.download.frames import HEADER
 
 PER_WORKER = 2  # bodies queued at a worker: it never waits on the round trip
 # One decode per core already: BLAS thread pools inside a worker would only fight the other workers.

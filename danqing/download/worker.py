@@ -8,25 +8,14 @@ no feeder threads fighting the event loop for the GIL.
 from __future__ import annotations
 
 import pickle
-import struct
 import sys
 
-HEADER = struct.Struct(">I")
-
-
-def read_frame(stream) -> bytes | None:
-    head = stream.read(HEADER.size)
-    if len(head) < HEADER.size:
-        return None
-    (n,) = HEADER.unpack(head)
-    data = stream.read(n)
-    return data if len(data) == n else None
+from danqing.download.decode import DOWNLOAD_UNDECODABLE, decode
+from danqing.download.frames import HEADER, read_frame, widen_pipes
+from danqing.download.pool import map_big_buffers
 
 
 def main() -> None:
-    from danqing.download.decode import DOWNLOAD_UNDECODABLE, decode
-    from danqing.download.pool import map_big_buffers
-
     widen_pipes()
     map_big_buffers()
     stdin, stdout = sys.stdin.buffer, sys.stdout.buffer
@@ -39,17 +28,6 @@ def main() -> None:
         out = pickle.dumps(result, protocol=pickle.HIGHEST_PROTOCOL)
         stdout.write(HEADER.pack(len(out)) + out)
         stdout.flush()
-
-
-def widen_pipes() -> None:
-    """1 MiB pipes (Linux): a whole result fits, so the worker goes on decoding while the parent is busy."""
-    import fcntl
-
-    for fd in (0, 1):
-        try:
-            fcntl.fcntl(fd, getattr(fcntl, "F_SETPIPE_SZ", 1031), 1 << 20)
-        except OSError:  # not a pipe, or above /proc/sys/fs/pipe-max-size: the default still works
-            pass
 
 
 if __name__ == "__main__":

@@ -3,8 +3,8 @@
 Architecture (danqing/download/): engine (event loops: one, or one per process on a big shard),
 fetcher (async HTTP, limits, retries), hosts (per-host budget, pauses, breaker), coord (the store
 workers share them through), dns (resolver cache), guard (SSRF), robots (opt-outs), decode (sniff,
-bomb guard, resize, hashes), pool + worker (decode threads, or processes fed over pipes by the
-event loop), cache (resume).
+bomb guard, resize, hashes), visual (the visual filters decode applies), pool + worker (decode
+threads, or processes fed over pipes by the event loop; frames: what goes over the pipes), cache (resume).
 Each distinct URL is fetched once per shard; rows sharing it share the result.
 """
 
