@@ -213,7 +213,7 @@ def _run_config(params: dict):
     """The run's PipelineConfig (for its lineage store and alert settings), or None when its params do not
     make one: the alert still goes out. Source fields a partial conf lacks do not matter here."""
     try:
-        from operators.stage import pipeline_config
+        from operators.context import pipeline_config
 
         return pipeline_config({"source": "sample", "shard_size": 1, "max_warcs": 0, **params})
     except Exception as exc:

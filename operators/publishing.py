@@ -12,7 +12,7 @@ from datetime import timedelta
 from airflow.providers.standard.operators.hitl import ApprovalOperator
 from airflow.sdk import BaseHook, task
 
-from operators.stage import run_context
+from operators.context import run_context
 
 # Unanswered for this long, the release counts as rejected: the run ends, nothing is uploaded.
 APPROVAL_TIMEOUT = timedelta(days=7)

@@ -97,7 +97,7 @@ def pod_cpus(quantity: str) -> int:
 
 
 def _arguments_for_run(src: dict) -> list[str]:
-    from operators.stage import run_context
+    from operators.context import run_context
 
     cfg, crawl, _ = run_context()
     return pod_arguments(src, crawl, _pod_config(cfg))

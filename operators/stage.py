@@ -11,6 +11,7 @@ from datetime import timedelta
 from airflow.sdk import get_current_context, task
 
 from operators.alerts import page_on_failure
+from operators.context import run_context
 
 # Exponential backoff between tries; every task is idempotent (it replaces its own output).
 # DANQING_RETRY_DELAY_S sets the first delay (the stack's tests shorten it).
@@ -21,36 +22,6 @@ DEFAULT_ARGS = {
     "max_retry_delay": timedelta(minutes=30),
     "on_failure_callback": page_on_failure,
 }
-
-
-def pipeline_config(params: dict):
-    """The run's PipelineConfig: defaults, the `config` param's overrides, then the form fields."""
-    from danqing.config import PipelineConfig
-
-    overrides = dict(params.get("config") or {})
-    overrides["source"] = {
-        **overrides.get("source", {}),
-        "kind": params["source"],
-        "warcs_per_shard": params["shard_size"],
-        "max_warcs": params["max_warcs"],
-    }
-    cfg = PipelineConfig.from_overrides(overrides)
-    if cfg.root.startswith("s3://") and not cfg.storage_options:
-        from operators.storage import s3_storage_options
-
-        cfg = cfg.model_copy(update={"storage_options": s3_storage_options()})
-    return cfg
-
-
-def run_context():
-    """Config, crawl id and attempt of the running task."""
-    from danqing.lineage import Attempt
-    from danqing.paths import crawl_id
-
-    ctx = get_current_context()
-    params = ctx["params"]
-    # The trigger form checks the id too, but runs triggered with other conf reach here unchecked.
-    return pipeline_config(params), crawl_id(params["crawl_id"]), Attempt(ctx["run_id"], ctx["ti"].try_number)
 
 
 @task

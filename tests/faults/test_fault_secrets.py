@@ -80,8 +80,8 @@ def test_a_damaged_reads_warnings_mask_the_input_url(tmp_path, caplog):
 
 def test_the_pod_spec_and_arguments_hold_no_secret_from_config_or_connection(tmp_path, monkeypatch):
     """The worker's config, storage options from an Airflow AWS connection included, turned into the pod's task."""
+    from operators.context import pipeline_config
     from operators.scoring import _pod_config, build_pod_operator, pod_arguments
-    from operators.stage import pipeline_config
 
     monkeypatch.setenv("AIRFLOW_CONN_AWS_DEFAULT", json.dumps({
         "conn_type": "aws", "login": "AKIAPLANTED", "password": AWS_SECRET,
