@@ -23,6 +23,8 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import yaml
 
+from danqing.sample.loopback import Loopback
+
 # Kept out of git objects by the hub's default .gitattributes; everything else is a regular file.
 LFS_SUFFIXES = (".parquet", ".tar", ".png", ".jpg", ".npy", ".arrow")
 LFS_MIN_BYTES = 10 * 1024 * 1024
@@ -76,7 +78,7 @@ class _Dropped(Exception):
     """Close the connection without an answer."""
 
 
-class HubServer:
+class HubServer(Loopback):
     """A hub on 127.0.0.1 in a thread: repos, blobs, a request log; a context manager."""
 
     branch = "main"
@@ -90,14 +92,12 @@ class HubServer:
         self.requests: list[tuple[str, str]] = []
         self.lock = threading.RLock()
         self._drop_after: int | None = None
-        self.httpd = _Server(("127.0.0.1", port), _Handler)
+        super().__init__(_Server(("127.0.0.1", port), _Handler))
         self.httpd.hub = self
-        self._thread: threading.Thread | None = None
 
     @property
     def url(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"http://{host}:{port}"
+        return f"http://{self.address}"
 
     def drop_commit_after(self, files: int | None) -> None:
         """Drop the first commit that arrives once `files` more files have been stored."""
@@ -136,23 +136,6 @@ class HubServer:
                 return None
             repo = self.repos[repo_id] = Repo(repo_id, private, self.branch)
             return repo
-
-    def start(self) -> HubServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name=type(self).__name__, daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-
-    def __enter__(self) -> HubServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 class _Server(ThreadingHTTPServer):

@@ -23,6 +23,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from danqing.io import atomic_write
+from danqing.sample.loopback import Loopback
 
 _MAGIC = [(b"\xff\xd8\xff", "image/jpeg"), (b"\x89PNG", "image/png"), (b"GIF8", "image/gif"),
           (b"RIFF", "image/webp")]
@@ -161,45 +162,22 @@ class _Server(ThreadingHTTPServer):
             super().handle_error(request, client_address)
 
 
-class ImageServer:
+class ImageServer(Loopback):
     """Context manager: the sample crawl's image hosts on 127.0.0.1, a free port, in a thread."""
 
     def __init__(self, sample_dir: str, port: int = 0):
         www = Path(sample_dir).resolve() / "www"
         rules_file = www / "_server.json"
         self.hosts = sorted(p.name for p in www.iterdir() if p.is_dir())
-        self.httpd = _Server(("127.0.0.1", port), _Handler)
+        super().__init__(_Server(("127.0.0.1", port), _Handler))
         self.httpd.www = www
         self.httpd.rules = json.loads(rules_file.read_text()) if rules_file.exists() else {}
         self.httpd.meter = self.meter = HostMeter()
-        self._thread: threading.Thread | None = None
-
-    @property
-    def address(self) -> str:
-        host, port = self.httpd.server_address[:2]
-        return f"{host}:{port}"
 
     @property
     def host_overrides(self) -> dict[str, str]:
         """Fake host -> this server, for DownloadConfig.host_overrides."""
         return {host: self.address for host in self.hosts}
-
-    def start(self) -> ImageServer:
-        self._thread = threading.Thread(target=self.httpd.serve_forever, name="sample-images", daemon=True)
-        self._thread.start()
-        return self
-
-    def stop(self) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
-        if self._thread is not None:
-            self._thread.join()
-
-    def __enter__(self) -> ImageServer:
-        return self.start()
-
-    def __exit__(self, *exc) -> None:
-        self.stop()
 
 
 def main(argv: list[str] | None = None) -> None:
