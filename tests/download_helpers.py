@@ -13,6 +13,8 @@ from collections import Counter
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
+from danqing.sample.loopback import Loopback
+
 IMAGES = Path(__file__).parent / "fixtures" / "danqing_examples" / "images"
 
 ROBOTS = b"User-agent: *\nDisallow: /private/\n"
@@ -40,7 +42,7 @@ def two_tone_png(side: int = 300) -> bytes:
     return buf.getvalue()
 
 
-class FaultServer:
+class FaultServer(Loopback):
     """Routes by path prefix; `hits[path]` counts every request (robots.txt included)."""
 
     def __init__(self, images: dict[str, bytes] | None = None, slow_s: float = 2.0):
@@ -63,18 +65,8 @@ class FaultServer:
                     n = server.hits[self.path]
                 server.route(self, self.path, n)
 
-        self.httpd = _QuietServer(("127.0.0.1", 0), Handler)
-        self.httpd.daemon_threads = True
+        super().__init__(_QuietServer(("127.0.0.1", 0), Handler))
         self.port = self.httpd.server_address[1]
-        self._thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> FaultServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
 
     def first_image(self) -> bytes:
         return next(iter(self.images.values()))

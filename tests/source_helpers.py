@@ -16,13 +16,15 @@ from pathlib import Path
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from danqing.sample.loopback import Loopback
+
 FIXTURES = Path(__file__).parent / "fixtures" / "commoncrawl"
 
 Reply = tuple[int, dict, bytes]
 Handler = Callable[[str, dict], Reply]
 
 
-class LoopbackServer:
+class LoopbackServer(Loopback):
     """A threaded HTTP server on 127.0.0.1 whose replies come from `handler(path, headers)`."""
 
     def __init__(self, handler: Handler):
@@ -55,18 +57,10 @@ class LoopbackServer:
             def log_message(self, *args):
                 pass
 
-        self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _H)
-        self.httpd.daemon_threads = True
-        self.url = f"http://127.0.0.1:{self.httpd.server_address[1]}"
-        self.thread = threading.Thread(target=self.httpd.serve_forever, daemon=True)
-
-    def __enter__(self) -> LoopbackServer:
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc) -> None:
-        self.httpd.shutdown()
-        self.httpd.server_close()
+        httpd = ThreadingHTTPServer(("127.0.0.1", 0), _H)
+        httpd.daemon_threads = True
+        super().__init__(httpd)
+        self.url = f"http://{self.address}"
 
 
 def range_reply(data: bytes, headers: dict) -> Reply:
