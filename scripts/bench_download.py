@@ -24,6 +24,9 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 IMAGES = ROOT / "tests" / "fixtures" / "danqing_examples" / "images"
 I2D_VENV = Path("/tmp/danqing_bench_img2dataset")
+# img2dataset applies no visual filters; count what we store, as it does.
+NO_VISUAL_FILTERS = {"min_side_px": 0, "min_aspect": 0.0, "max_aspect": 1e9, "min_pixel_std": 0,
+                     "min_laplacian_var": 0, "min_hist_entropy_bits": 0}
 
 
 def serve(port_out, images: dict[str, bytes]) -> None:
@@ -57,6 +60,17 @@ def img2dataset_cli() -> str:
     return str(cli)
 
 
+def img2dataset_command(cli: str, url_file: Path, out: Path, n_urls: int) -> list[str]:
+    """img2dataset set as our side of the comparison is: 256 px center crop, JPEG 95, 20 s timeout, 2 retries."""
+    # Four shards per process, so every img2dataset process has work to the end.
+    per_shard = max(1, -(-n_urls // (4 * (os.cpu_count() or 1))))
+    return [cli, "--url_list", str(url_file), "--input_format", "txt",
+            "--output_folder", str(out), "--output_format", "webdataset", "--image_size", "256",
+            "--resize_mode", "center_crop", "--processes_count", str(os.cpu_count()), "--thread_count", "64",
+            "--encode_quality", "95", "--number_sample_per_shard", str(per_shard), "--disable_all_reencoding",
+            "False", "--timeout", "20", "--retries", "2", "--distributor", "multiprocessing"]
+
+
 def run_ours(urls: list[str], work: Path, download: dict) -> dict:
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -80,9 +94,7 @@ def run_ours(urls: list[str], work: Path, download: dict) -> dict:
                      # measures the budgets, shared through Redis; here each loop keeps its own.
                      "per_host_concurrency": 64, "per_host_requests_per_s": 0, "coordination_url": "",
                      "concurrency": 64, **download},
-        # img2dataset applies no visual filters; count what we store, as it does.
-        "visual": {"min_side_px": 0, "min_aspect": 0.0, "max_aspect": 1e9, "min_pixel_std": 0,
-                   "min_laplacian_var": 0, "min_hist_entropy_bits": 0},
+        "visual": NO_VISUAL_FILTERS,
     })
     start, cpu = time.perf_counter(), cpu_seconds()
     summary = run_local("download", [inp], str(work / "ours" / "00000"), cfg)
@@ -96,13 +108,7 @@ def run_img2dataset(urls: list[str], work: Path, cli: str) -> dict:
     url_file = work / "urls.txt"
     url_file.write_text("\n".join(urls) + "\n")
     out = work / "i2d"
-    # Four shards per process, so every img2dataset process has work to the end.
-    per_shard = max(1, -(-len(urls) // (4 * (os.cpu_count() or 1))))
-    cmd = [cli, "--url_list", str(url_file), "--input_format", "txt",
-           "--output_folder", str(out), "--output_format", "webdataset", "--image_size", "256",
-           "--resize_mode", "center_crop", "--processes_count", str(os.cpu_count()), "--thread_count", "64",
-           "--encode_quality", "95", "--number_sample_per_shard", str(per_shard), "--disable_all_reencoding",
-           "False", "--timeout", "20", "--retries", "2", "--distributor", "multiprocessing"]
+    cmd = img2dataset_command(cli, url_file, out, len(urls))
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1"}
     start, cpu = time.perf_counter(), cpu_seconds()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)

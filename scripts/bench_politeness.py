@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 sys.path.insert(0, str(ROOT / "scripts"))
 
-from bench_download import img2dataset_cli  # noqa: E402
+from bench_download import NO_VISUAL_FILTERS, img2dataset_cli, img2dataset_command  # noqa: E402
 
 IMAGES = sorted((ROOT / "tests" / "fixtures" / "danqing_examples" / "images").glob("*.jpg"))
 REDIS = os.environ.get("DANQING_BENCH_REDIS", "redis://127.0.0.1:6379/2")
@@ -88,10 +88,7 @@ def run_ours(urls: list[str], work: Path, server, tasks: int, coordination: str)
     download = {"host_overrides": server.host_overrides, "allow_loopback": True, "resize_mode": "center_crop",
                 "image_size_px": 256, "per_host_concurrency": 4, "per_host_requests_per_s": 40, "processes": 1,
                 "host_budgets": {BIG: {"concurrency": HOSTS[BIG][2], "requests_per_s": HOSTS[BIG][3]}}}
-    # img2dataset applies no visual filters; count what we store, as it does.
-    visual = {"min_side_px": 0, "min_aspect": 0.0, "max_aspect": 1e9, "min_pixel_std": 0,
-              "min_laplacian_var": 0, "min_hist_entropy_bits": 0}
-    config = json.dumps({"download": download, "visual": visual})
+    config = json.dumps({"download": download, "visual": NO_VISUAL_FILTERS})
     procs = []
     env = {**os.environ, "PYTHONPATH": str(ROOT), "DANQING_COORDINATION_URL": coordination}
     inputs = []
@@ -122,12 +119,7 @@ def run_img2dataset(urls: list[str], work: Path, cli: str) -> dict:
     hook.mkdir()
     (hook / "sitecustomize.py").write_text(RESOLVE_TO_LOOPBACK.format(hosts=set(HOSTS)))
     out = work / "i2d"
-    per_shard = max(1, -(-len(urls) // (4 * (os.cpu_count() or 1))))
-    cmd = [cli, "--url_list", str(url_file), "--input_format", "txt",
-           "--output_folder", str(out), "--output_format", "webdataset", "--image_size", "256",
-           "--resize_mode", "center_crop", "--processes_count", str(os.cpu_count()), "--thread_count", "64",
-           "--encode_quality", "95", "--number_sample_per_shard", str(per_shard), "--disable_all_reencoding",
-           "False", "--timeout", "20", "--retries", "2", "--distributor", "multiprocessing"]
+    cmd = img2dataset_command(cli, url_file, out, len(urls))
     env = {**os.environ, "NO_ALBUMENTATIONS_UPDATE": "1", "PYTHONPATH": str(hook)}
     start = time.perf_counter()
     subprocess.run(cmd, check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, env=env)
