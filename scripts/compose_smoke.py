@@ -16,7 +16,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from stack import AirflowAPI, upload_sample  # noqa: E402
+from stack import AirflowAPI, sample_conf, upload_sample  # noqa: E402
 
 IMAGE_PORT = 8000
 ROOT = "s3://danqing/data"  # docker-compose.yml's default DANQING_ROOT
@@ -65,10 +65,7 @@ def main() -> int:
 
     api.wait_for_dag(timeout_s=600)
     run_id = f"smoke__{SAMPLE_CRAWL_ID}__{int(time.time())}"
-    conf = {"crawl_id": SAMPLE_CRAWL_ID, "source": "sample", "shard_size": 2, "max_warcs": 0,
-            "config": {"download": {"host_overrides": {h: f"127.0.0.1:{IMAGE_PORT}" for h in manifest["hosts"]},
-                                    "allow_loopback": True}}}
-    api.trigger(conf, run_id)
+    api.trigger(sample_conf({h: f"127.0.0.1:{IMAGE_PORT}" for h in manifest["hosts"]}), run_id)
     print(f"triggered danqing_snapshot run {run_id} through the REST API")
     t0 = time.monotonic()
     state = api.wait_run(run_id, timeout_s=1800)

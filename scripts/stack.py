@@ -461,13 +461,15 @@ def upload_sample(local: Path, root: str, storage_options: dict) -> dict:
 
 # --- the demo -----------------------------------------------------------------------------------
 
-def sample_conf(images, root: str, shard_size: int = 2) -> dict:
-    """danqing_snapshot's conf for the sample crawl under `root` (on S3), its images served on loopback."""
+def sample_conf(host_overrides: dict[str, str], root: str = "", shard_size: int = 2) -> dict:
+    """danqing_snapshot's conf for the sample crawl, its images served on loopback at `host_overrides`;
+    under `root` (on S3), or the workers' DANQING_ROOT when empty."""
     from danqing.config import SAMPLE_CRAWL_ID
 
+    config = {"root": root} if root else {}
+    config["download"] = {"host_overrides": host_overrides, "allow_loopback": True}
     return {"crawl_id": SAMPLE_CRAWL_ID, "source": "sample", "shard_size": shard_size, "max_warcs": 0,
-            "config": {"root": root,
-                       "download": {"host_overrides": images.host_overrides, "allow_loopback": True}}}
+            "config": config}
 
 
 def check_release(stack: Stack, root: str, release_root: str) -> dict:
@@ -531,7 +533,7 @@ def demo() -> int:
         print(f"components up in {time.monotonic() - started:.0f} s", flush=True)
         run_id = f"stack__{SAMPLE_CRAWL_ID}__{int(time.time())}"
         with ImageServer(str(stack.workdir / "sample-crawl")) as images:
-            stack.trigger(sample_conf(images, root), run_id)
+            stack.trigger(sample_conf(images.host_overrides, root), run_id)
             print(f"triggered {DAG_ID} run {run_id} through the REST API", flush=True)
             t0 = time.monotonic()
             state = stack.wait_run(run_id)

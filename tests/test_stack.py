@@ -41,7 +41,7 @@ def stack(tmp_path_factory):
 @pytest.fixture(scope="module")
 def baseline(stack):
     s, images, roots = stack
-    run = s.trigger(sample_conf(images, roots["baseline"]), "baseline")
+    run = s.trigger(sample_conf(images.host_overrides, roots["baseline"]), "baseline")
     assert s.wait_run(run, RUN_TIMEOUT_S) == "success"
     return check_release(s, roots["baseline"], s.release_root)
 
@@ -79,7 +79,7 @@ class Disturbance:
 def disturbed(stack, baseline):
     s, images, roots = stack
     hit = Disturbance(s)
-    run = s.trigger(sample_conf(images, roots["disturbed"]), "disturbed")
+    run = s.trigger(sample_conf(images.host_overrides, roots["disturbed"]), "disturbed")
     state = s.wait_run(run, RUN_TIMEOUT_S, on_poll=hit)
     tis = {(t["task_id"], t["map_index"]): t for t in s.task_instances(run)}
     return state, hit, tis
