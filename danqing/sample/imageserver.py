@@ -92,6 +92,17 @@ class HostMeter:
             self.log.clear()
 
 
+def _once(fn):
+    """fn, callable many times but run only the first."""
+    done = []
+
+    def call():
+        if not done:
+            done.append(True)
+            fn()
+    return call
+
+
 class _Handler(BaseHTTPRequestHandler):
     server_version = "danqing-sample/1.0"
     protocol_version = "HTTP/1.1"
@@ -109,17 +120,17 @@ class _Handler(BaseHTTPRequestHandler):
         path = posixpath.normpath(urlsplit(self.path).path)
         self.status = 0
         came, allowed = meter.enter(host, rules.get("limits", {}).get(host))
-        if not allowed:
-            # Counted by the second: the next one has room.
-            self._send(429, b"slow down\n", "text/plain", {"Retry-After": "1"}, body)
-            return meter.leave(came, host, path, 429)
+        self._leave = _once(lambda: meter.leave(came, host, path, self.status))
         try:
+            if not allowed:
+                # Counted by the second: the next one has room.
+                return self._send(429, b"slow down\n", "text/plain", {"Retry-After": "1"}, body)
             latency = rules.get("latency_s", {}).get(host)
             if latency:
                 time.sleep(latency)
             self._reply(host, path, body)
         finally:
-            meter.leave(came, host, path, self.status)
+            self._leave()
 
     def _reply(self, host: str, path: str, body: bool) -> None:
         www: Path = self.server.www
@@ -145,9 +156,16 @@ class _Handler(BaseHTTPRequestHandler):
         self.send_header("Content-Length", str(len(data)))
         for name, value in headers.items():
             self.send_header(name, value)
+        # The request leaves the meter before the reply's last byte goes out: a client that has the whole
+        # reply (and so may start its next request) never finds this one still counted in flight.
+        payload = data if body else b""
+        if not payload:
+            self._leave()
+            return self.end_headers()
         self.end_headers()
-        if body:
-            self.wfile.write(data)
+        self.wfile.write(payload[:-1])
+        self._leave()
+        self.wfile.write(payload[-1:])
 
     def log_message(self, format, *args) -> None:  # quiet: tests and the demo read their own logs
         pass
