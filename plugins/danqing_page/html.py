@@ -323,7 +323,7 @@ def _release(view: dict) -> str:
     rel = view["release"]
     m = rel["manifest"]
     local = (f"<p>Local folder <code>{escape(rel['folder'])}</code>: " +
-             (f"{m['rows']:,} rows in {m['shards']} shards, version <code>{escape(str(m['version']))}</code></p>"
+             (f"{m['rows']:,} rows in {m['shards']} shards, tag <code>{escape(str(m['tag']))}</code></p>"
               if m else "not published yet.</p>"))
     if not rel["hubs"]:
         return local + "<p>No hub upload recorded.</p>"
