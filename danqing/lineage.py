@@ -94,7 +94,10 @@ def engine(url: str) -> sa.Engine:
 
         Path(url.removeprefix("sqlite:///")).parent.mkdir(parents=True, exist_ok=True)
     eng = sa.create_engine(url, pool_pre_ping=True)
-    metadata.create_all(eng)
+    try:
+        metadata.create_all(eng)
+    except sa.exc.DatabaseError:  # another task created the tables between the check and the CREATE
+        metadata.create_all(eng)
     return eng
 
 
