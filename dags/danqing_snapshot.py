@@ -1,7 +1,8 @@
 """One Common Crawl snapshot -> a released Chinese image-text dataset.
 
-fetch_index -> plan -> [extract -> refine -> download -> score] per shard -> dedup (whole crawl)
--> [align -> assemble] per shard -> publish (the local release) -> approve_release -> upload (to the
+fetch_index -> plan -> [extract -> refine -> download -> score] per shard -> dedup_plan ->
+[dedup_partition] per shard -> dedup_groups -> [dedup_pairs] per group of cells -> dedup_merge ->
+[dedup -> align -> assemble] per shard -> publish (the local release) -> approve_release -> upload (to the
 publish.targets hubs). Trigger it with the crawl id; the monthly `danqing_discover` DAG does that
 by itself for every new crawl.
 """
@@ -45,7 +46,9 @@ def danqing_snapshot():
     refined = stage.shard_task("refine").expand(src=extracted)
     downloaded = stage.shard_task("download").expand(src=refined)
     scored = score_task().expand(src=downloaded)
-    deduped = stage.dedup(scored)
+    sources = stage.dedup_plan(scored)
+    groups = stage.dedup_groups(stage.dedup_partition.expand(src=sources))
+    deduped = stage.shard_task("dedup").expand(src=stage.dedup_merge(stage.dedup_pairs.expand(src=groups)))
     aligned = stage.shard_task("align").expand(src=deduped)
     assembled = stage.shard_task("assemble").expand(src=aligned)
     stage.publish(assembled) >> publishing.ReleaseApproval(task_id="approve_release") >> publishing.upload()

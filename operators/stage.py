@@ -56,6 +56,8 @@ def shard_task(stage: str):
             from danqing.stages.plan import shard_inputs
 
             inputs = shard_inputs(cfg, crawl, src["shard"])
+        elif stage == "dedup":
+            inputs = [src["uri"], src["decisions"]]
         else:
             inputs = [src["uri"]]
         summary = run_shard(stage, crawl, src["shard"], inputs, cfg, attempt)
@@ -73,15 +75,62 @@ def after_stage(cfg, crawl: str, stage: str, shards: list[int], attempt) -> None
     alerts.check_quality(cfg, crawl, shards, attempt.run_id, link=get_current_context()["ti"].log_url)
 
 
-@task
-def dedup(scored: list[dict]) -> list[dict]:
-    """Dedup across all shards of the crawl (and earlier releases); one summary per shard."""
-    from danqing.stages import dedup as dedupe
+# Dedup, partitioned (danqing.stages.dedup): one plan, partitions mapped over score shards and
+# released slices, pairs mapped over groups of cells, one merge, then the per-shard "dedup" writes.
 
-    cfg, crawl, attempt = run_context()
-    summaries = dedupe.run(cfg, crawl, sorted(s["uri"] for s in scored), attempt)
-    after_stage(cfg, crawl, "dedup", [s["shard"] for s in summaries], attempt)
-    return summaries
+@task
+def dedup_plan(scored: list[dict]) -> list[dict]:
+    """Learn the cells on a sample and size the groups; one dict per source to partition."""
+    from danqing.dedup import partitions
+
+    cfg, crawl, _ = run_context()
+    plan = partitions.plan(cfg, crawl, sorted(s["uri"] for s in scored))
+    return [{"plan": plan["uri"], "source": s} for s in plan["sources"]]
+
+
+@task(map_index_template="{{ source_label }}")
+def dedup_partition(src: dict) -> str:
+    """One score shard (or released slice) into its groups; returns the plan's URI."""
+    from danqing.dedup import partitions
+
+    get_current_context()["source_label"] = src["source"]["name"]
+    cfg, _, _ = run_context()
+    partitions.partition(cfg, partitions.load_plan(cfg, src["plan"], sources=False), src["source"])
+    return src["plan"]
+
+
+@task
+def dedup_groups(partitioned: list[str]) -> list[dict]:
+    """One dict per group of cells, once every source is partitioned."""
+    from danqing.dedup import partitions
+
+    cfg, _, _ = run_context()
+    uri = partitioned[0]
+    return [{"plan": uri, "group": g} for g in range(partitions.load_plan(cfg, uri, sources=False)["groups"])]
+
+
+@task(map_index_template="{{ group_label }}")
+def dedup_pairs(src: dict) -> dict:
+    """The close, exact and perceptual pairs inside one group."""
+    from danqing.dedup import partitions
+
+    get_current_context()["group_label"] = f"g{src['group']:05d}"
+    cfg, _, _ = run_context()
+    uri = partitions.find_pairs(cfg, partitions.load_plan(cfg, src["plan"]), src["group"])
+    return {"plan": src["plan"], "uri": uri}
+
+
+@task
+def dedup_merge(pairs: list[dict]) -> list[dict]:
+    """Union-find over the pairs; one dict per shard for the "dedup" writes."""
+    from danqing.dedup import partitions
+    from danqing.stages import dedup
+
+    cfg, _, _ = run_context()
+    plan = partitions.load_plan(cfg, pairs[0]["plan"])
+    decisions = dedup.merge(cfg, plan, sorted(p["uri"] for p in pairs))
+    return [{"shard": u["ordinal"], "uri": u["uri"], "decisions": decisions}
+            for u in partitions.units(plan, "shard")]
 
 
 @task

@@ -19,6 +19,7 @@ import numpy as np
 import torch
 
 from danqing.config import DedupConfig
+from danqing.embed import cells
 from danqing.embed import index as emb_index
 from danqing.stages import dedup
 
@@ -115,7 +116,7 @@ def main() -> None:
     print(f"rows {args.n:,} x {args.dim}d, planted duplicate pairs {len(pairs):,} (built in {built:.1f} s)")
     print(f"dedup time      {seconds:.1f} s (cells: each row in {args.db_cells}, probing {args.nprobe}; "
           f"{args.tables} sketches of {args.jl_dims} dims)")
-    bound = emb_index.jl_bound(2 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss)
+    bound = cells.jl_bound(2 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss)
     print(f"sketch bound    |d|^2 {2 * cfg.max_cosine_distance:.2f} -> {bound:.3f} in {cfg.jl_dims} dims; chi-square "
           f"misses expected over the planted pairs <= {cfg.jl_miss * len(pairs):.1e} per sketch")
     print(f"peak memory     {peak:.2f} GiB (inputs alone {rss_before:.2f} GiB)")

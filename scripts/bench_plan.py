@@ -26,7 +26,11 @@ REPO = Path(__file__).resolve().parent.parent
 CRAWL = "CC-MAIN-2025-47"
 PATHS = REPO / "tests" / "fixtures" / "commoncrawl" / f"{CRAWL}.warc.paths.gz"
 WORK = Path(os.environ.get("DANQING_BENCH_PLAN_DIR", "/tmp/danqing-bench-plan"))
-MAPPED_STAGES = 6  # extract, refine, download, score, align, assemble; plus fetch_index, plan, dedup, publish
+# extract, refine, download, score, dedup_partition, dedup, align, assemble; plus SINGLE_TASKS: fetch_index,
+# plan, dedup_plan, dedup_groups, dedup_merge, publish, approve_release, upload; and dedup_pairs, one per group
+# of cells (set by the crawl's kept images, not by the plan)
+MAPPED_STAGES = 8
+SINGLE_TASKS = 8
 
 
 def make_index(records: int, memory_mb: int) -> Path:
@@ -124,8 +128,9 @@ def main() -> None:
         print(f"{mode:<12}{r['shards']:>8,}{r['seconds']:>8.1f}s{r['peak_mb']:>8.0f}MB{r['xcom_bytes'] / 1024:>9.0f}KB"
               f"{r['plan_mb']:>10.0f}MB  {r['inputs_of_shard_0']} {unit} in shard 0; files "
               f"{'/'.join(str(k) for k in r['shard_file_kb'])} KB (first/middle/last)", flush=True)
-        tis = r["shards"] * MAPPED_STAGES + 4
-        print(f"{'':<12}one DAG run: {r['shards']:,} map indices per mapped stage, {tis:,} task instances")
+        tis = r["shards"] * MAPPED_STAGES + SINGLE_TASKS
+        print(f"{'':<12}one DAG run: {r['shards']:,} map indices per mapped stage, {tis:,} task instances "
+              "and one per group of cells")
 
 
 if __name__ == "__main__":

@@ -108,8 +108,9 @@ def test_viewer_opens_the_page_from_the_nav_and_a_failed_shard_links_to_its_log(
     assert browser.find_elements(By.CSS_SELECTOR, "svg.funnel rect[data-reason='caption_too_short']")
     # The grid shows the newest run: shard 1's extract failed, so nothing after extract was started.
     tasks = [th.text for th in browser.find_elements(By.CSS_SELECTOR, "table.grid th")]
-    assert tasks == ["fetch_index", "plan", "extract", "refine", "download", "score", "dedup", "align", "assemble",
-                     "publish", "approve_release", "upload"]
+    assert tasks == ["fetch_index", "plan", "extract", "refine", "download", "score", "dedup_plan", "dedup_partition",
+                     "dedup_groups", "dedup_pairs", "dedup_merge", "dedup", "align", "assemble", "publish",
+                     "approve_release", "upload"]
     states = {(c.get_attribute("data-task"), c.get_attribute("data-shard")): c.get_attribute("data-state")
               for c in browser.find_elements(By.CSS_SELECTOR, ".cell[data-task]")}
     assert [states[("extract", str(s))] for s in range(4)] == ["done", "failed", "done", "done"]
@@ -145,6 +146,9 @@ def test_sample_lookup_traces_a_released_pair_back_to_its_warc_record(server, br
     steps = [r.text.split()[0] for r in rows[4:]]
     assert steps == ["extract", "refine", "download", "score", "dedup", "align", "assemble", "publish"]
     assert text[-1].startswith("publish released")
+    manifest = json.loads(Path(paths.release_dir(cfg.release_root, crawl), "manifest.json").read_text())
+    body = browser.find_element(By.TAG_NAME, "body").text
+    assert f"{manifest['rows']:,} rows in {manifest['shards']} shards, tag {manifest['tag']}" in body
     # Each stage links to the log of the task instance that handled this pair's shard in that run.
     extract = browser.find_element(By.CSS_SELECTOR, "table.trace tr.kept a[data-ui]")
     assert f"/runs/{quote(sample_run.run_id, safe='')}/tasks/extract/mapped/" in extract.get_attribute("href")

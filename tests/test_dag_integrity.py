@@ -31,7 +31,8 @@ def test_every_task_retries_with_backoff(dagbag):
 
 def test_snapshot_graph(dagbag):
     dag = dagbag.get_dag("danqing_snapshot")
-    order = ["fetch_index", "plan", "extract", "refine", "download", "score", "dedup", "align",
+    order = ["fetch_index", "plan", "extract", "refine", "download", "score", "dedup_plan", "dedup_partition",
+             "dedup_groups", "dedup_pairs", "dedup_merge", "dedup", "align",
              "assemble", "publish", "approve_release", "upload"]
     assert {t.task_id for t in dag.tasks} == set(order)
     for up, down in zip(order, order[1:], strict=False):

@@ -12,6 +12,7 @@ from score_helpers import examples, write_download_shard
 
 from danqing import io, lineage, paths
 from danqing.config import DedupConfig, PipelineConfig
+from danqing.embed import cells
 from danqing.embed import index as emb_index
 from danqing.embed.unionfind import components, keep_nearest_centroid
 from danqing.shard import run_shard
@@ -239,10 +240,10 @@ def test_sketch_bound_holds_for_the_chi_square_tail():
     x = rng.standard_normal((20000, 512))
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     y = _near(x, rng, np.full(len(x), 0.1))
-    d2 = np.sum((emb_index.sketch(x.astype(np.float32), 64) - emb_index.sketch(y, 64)) ** 2, axis=1)
+    d2 = np.sum((cells.sketch(x.astype(np.float32), 64) - cells.sketch(y, 64)) ** 2, axis=1)
     assert np.mean(d2) == pytest.approx(0.2, rel=0.02)  # unbiased: E chi2(k)/k = 1
-    assert np.mean(d2 > emb_index.jl_bound(0.2, 64, 0.01)) == pytest.approx(0.01, abs=0.003)
-    assert d2.max() < emb_index.jl_bound(0.2, 64, 1e-9)
+    assert np.mean(d2 > cells.jl_bound(0.2, 64, 0.01)) == pytest.approx(0.01, abs=0.003)
+    assert d2.max() < cells.jl_bound(0.2, 64, 1e-9)
 
 
 @pytest.mark.parametrize("max_bits", [0, 1, 2, 4, 7])

@@ -36,8 +36,8 @@ def test_each_stage_task_reports_its_shard_files(sample_run):
             task = event["job"]["name"].removeprefix("danqing_snapshot.")
             events[(task, airflow["taskInstance"].get("map_index", -1))].append(event)
     stage_tasks = {key: evs for key, evs in events.items() if key[0] in STAGES}
-    # Six mapped stages over four shards, dedup and publish once each: one START/COMPLETE pair apiece.
-    assert len(stage_tasks) == 6 * 4 + 2
+    # Seven mapped stages over four shards (dedup's writes too), publish once: one START/COMPLETE pair apiece.
+    assert len(stage_tasks) == 7 * 4 + 1
     assert all([e["eventType"] for e in evs] == ["START", "COMPLETE"] for evs in stage_tasks.values())
 
     rows = {(r["stage"], r["shard"]): r for r in lineage.latest(cfg.lineage, crawl)}
@@ -45,7 +45,8 @@ def test_each_stage_task_reports_its_shard_files(sample_run):
         outputs = {d["name"]: d for d in complete["outputs"]}
         inputs = [d["name"] for d in complete["inputs"]]
         assert {d["namespace"] for d in complete["outputs"] + complete["inputs"]} == {"file"}
-        shards = sorted({paths.shard_of(n) for n in inputs if n.endswith(".parquet")}) if stage != "extract" else \
+        shards = sorted({paths.shard_of(n) for n in inputs if n.endswith(".parquet") and "/dedup-work/" not in n}) \
+            if stage != "extract" else \
             [paths.shard_of(n) for n in outputs if n.endswith(".parquet")]
         for shard in shards:
             row = rows[(stage, shard)]

@@ -151,3 +151,29 @@ def test_trend_across_released_crawls_and_where_the_release_went(crawl_lineage):
     assert "<svg class='trend'" in page and page.count("<polyline") == 8  # one line per stage over two crawls
     assert "<td>CC-MAIN-2025-43</td>" in page and "<td>CC-MAIN-2025-47</td>" in page
     assert f"https://huggingface.co/datasets/org/danqing-cc/tree/{CRAWL}" in page and "0123456789ab" in page
+
+
+def test_grid_folds_tasks_mapped_over_sources_or_groups_into_one_cell():
+    """dedup_partition (per source) and dedup_pairs (per group of cells) are not per shard: one cell
+    each, showing the worst state and linking to that task instance's log."""
+    from danqing_page import crawl
+
+    from danqing.paths import shard_label
+
+    def ti(task, i, label, state):
+        return SimpleNamespace(task_id=task, map_index=i, rendered_map_index=label, state=state, try_number=1,
+                               log_url=f"/log/{task}/{i}")
+
+    tis = [ti("score", i, shard_label(i), "success") for i in range(3)]
+    tis += [ti("dedup_partition", i, name, state) for i, (name, state) in enumerate(
+        [("s00000", "success"), ("s00001", "running"), ("s00002", "success"), ("r000-0000000000", "failed")])]
+    tis += [ti("dedup_pairs", i, f"g{i:05d}", "success") for i in range(7)]
+    tasks = ["score", "dedup_partition", "dedup_pairs"]
+    grid = crawl.build_grid([], tis, tasks, set(tasks), [])
+    assert grid["shards"] == [0, 1, 2]  # no columns for released slices or groups
+    rows = {r["task"]: r for r in grid["rows"]}
+    assert rows["score"]["per_shard"] and [c["state"] for c in rows["score"]["cells"]] == ["done"] * 3
+    (partition,) = rows["dedup_partition"]["cells"]
+    assert not rows["dedup_partition"]["per_shard"]
+    assert (partition["state"], partition["log_url"]) == ("failed", "/log/dedup_partition/3")
+    assert [c["state"] for c in rows["dedup_pairs"]["cells"]] == ["done"]

@@ -11,6 +11,7 @@ import pyarrow as pa
 
 from danqing import io, paths
 from danqing.config import DedupConfig, PipelineConfig
+from danqing.embed import cells
 
 QUERY_CHUNK = 65_536  # queries per range_search call: bounds the result buffers
 
@@ -46,117 +47,38 @@ def close_pairs(x: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray
     return a[keep], b[keep]
 
 
-JOIN_MARGIN = 0.02  # bfloat16 error bound on the sketch products (terms near 1); candidates are checked exactly
-ASSIGN_CHUNK = 32_768
-JOIN_CHUNK = 1024
-
-
 def _cell_join(x: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
-    """Self-join by cells in random projections (Johnson-Lindenstrauss sketches, cfg.jl_dims wide):
-    each row sits in its ivf_db_cells nearest cells and is compared with every row of its join_nprobe
-    nearest ones. Sketch distances bound the true ones (jl_bound); a pair escapes only if it shares no
-    cell in each of cfg.jl_tables independent sketches. Candidates are checked exactly."""
-    n = len(x)
-    found = [_candidates(x, cfg, seed) for seed in range(cfg.jl_tables)]
-    a = np.concatenate([f[0] for f in found]).astype(np.int64)
-    b = np.concatenate([f[1] for f in found]).astype(np.int64)
-    a, b = np.minimum(a, b), np.maximum(a, b)
+    """Self-join through sketches and cells (danqing.embed.cells), every cell in this process."""
+    n, nlist = len(x), cells.cell_count(len(x))
+    found = []
+    for seed in range(cfg.jl_tables):
+        sample = cells.sketch(x[cells.training_rows(n, nlist, seed)], cfg.jl_dims, seed)
+        found.append(cells.join(entries(x, cfg, seed, cells.train(sample, nlist, seed)), range(nlist), cfg))
+    return checked_pairs(np.concatenate([f[0] for f in found]), np.concatenate([f[1] for f in found]),
+                         lambda rows: x[rows], cfg)
+
+
+def entries(x: np.ndarray, cfg: DedupConfig, seed: int, centroids: np.ndarray,
+            ids: np.ndarray | None = None) -> cells.Entries:
+    """Rows of x (ids: row numbers unless given) in projection `seed`, with their nearest cells."""
+    p = cells.sketch(x, cfg.jl_dims, seed)
+    ids = np.arange(len(x), dtype=np.int64) if ids is None else ids
+    return cells.Entries(ids, cells.nearest(p, centroids, cells.cells_per_row(cfg)), cells.packed(p))
+
+
+def checked_pairs(a: np.ndarray, b: np.ndarray, rows_of, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate id pairs (any order, repeats allowed) as distinct pairs (a < b), ascending, that are
+    within the distance on the full embeddings; rows_of(ids) gives the rows of sorted unique ids."""
+    a, b = np.minimum(a, b).astype(np.int64), np.maximum(a, b).astype(np.int64)
     keep = a < b
-    pair = np.unique(a[keep] * n + b[keep])  # a pair sharing several cells is found several times
-    a, b = pair // n, pair % n
-    exact = np.einsum("ij,ij->i", x[a], x[b]) >= 1.0 - cfg.max_cosine_distance
-    return a[exact], b[exact]
-
-
-def _candidates(x: np.ndarray, cfg: DedupConfig, seed: int) -> tuple[np.ndarray, np.ndarray]:
-    """Pairs whose sketch (seed) distance passes the chi-square bound, among rows sharing a cell."""
-    import torch
-
-    nlist = _cell_count(len(x))
-    p = sketch(x, cfg.jl_dims, seed)
-    cells = _nearest_cells(p, _centroids(p, nlist, seed), max(cfg.join_nprobe, cfg.ivf_db_cells))
-    db_start, db_rows = _lists(cells[:, :cfg.ivf_db_cells], nlist)
-    q_start, q_rows = _lists(cells[:, :cfg.join_nprobe], nlist)
-    # Augmented rows: [-a, |a|^2/2, 1] . [b, 1, |b|^2/2] = |a - b|^2 / 2, one matmul per cell.
-    half = 0.5 * np.einsum("ij,ij->i", p, p)[:, None]
-    one = np.ones_like(half)
-    qm = torch.from_numpy(np.hstack([-p, half, one])).to(torch.bfloat16)
-    dm = torch.from_numpy(np.hstack([p, one, half])).to(torch.bfloat16)
-    limit = 0.5 * jl_bound(2.0 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss) + JOIN_MARGIN
-    # bfloat16 bits as int16 order like the values when positive; negative ones (d ~ 0) all pass.
-    loose = torch.tensor(limit, dtype=torch.bfloat16).view(torch.int16).item()
-    heads, tails = [], []
-    for c in range(len(db_start) - 1):
-        d_rows = db_rows[db_start[c]:db_start[c + 1]]
-        q = q_rows[q_start[c]:q_start[c + 1]]
-        if d_rows.size == 0 or q.size == 0:
-            continue
-        # index_select, not q[...]: advanced indexing gathers scattered rows several times slower
-        left = torch.index_select(qm, 0, torch.from_numpy(q))
-        right = torch.index_select(dm, 0, torch.from_numpy(d_rows)).T.contiguous()
-        _, own_q, own_d = np.intersect1d(q, d_rows, assume_unique=True, return_indices=True)
-        for s in range(0, len(q), JOIN_CHUNK):  # blocks that stay in cache between the product and the scan
-            half_d2 = (left[s:s + JOIN_CHUNK] @ right).view(torch.int16).numpy()
-            own = (own_q >= s) & (own_q < s + JOIN_CHUNK)
-            half_d2[own_q[own] - s, own_d[own]] = np.iinfo(np.int16).max  # each row meets itself: no candidate
-            hit = np.flatnonzero(half_d2.min(axis=1) <= loose)  # few rows have any: scan only those
-            i, j = np.nonzero(half_d2[hit] <= loose)
-            heads.append(q[s + hit[i]])
-            tails.append(d_rows[j])
-    return np.concatenate(heads), np.concatenate(tails)
-
-
-def sketch(x: np.ndarray, dims: int, seed: int = 0) -> np.ndarray:
-    """x times a fixed Gaussian matrix scaled by 1/sqrt(dims): |sketch(v)|^2 = |v|^2 chi2(dims) / dims."""
-    g = np.random.default_rng(seed).standard_normal((x.shape[1], dims)).astype(np.float32)
-    return x @ (g / np.float32(np.sqrt(dims)))
-
-
-def jl_bound(max_sq: float, dims: int, miss: float) -> float:
-    """Sketch squared distance that a pair at true squared distance max_sq exceeds with probability miss."""
-    from scipy.stats import chi2
-
-    return float(max_sq * chi2.isf(miss, dims) / dims)
-
-
-def _cell_count(n: int) -> int:
-    return int(min(16_384, max(16, 2 * np.sqrt(n))))
-
-
-def _centroids(x: np.ndarray, nlist: int, seed: int = 0) -> np.ndarray:
-    """k-means on a fixed sample: the same cells, and decisions, on every rerun."""
-    import faiss
-
-    km = faiss.Kmeans(x.shape[1], nlist, niter=4, seed=seed, max_points_per_centroid=40)
-    rng = np.random.default_rng(seed)
-    km.train(x[np.sort(rng.choice(len(x), size=min(len(x), 40 * nlist), replace=False))])
-    return km.centroids
-
-
-def _nearest_cells(x: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
-    """The k nearest centroids (L2) of each row, nearest first."""
-    import torch
-
-    # [x, 1] . [c, -|c|^2 / 2] = -|x - c|^2 / 2 + const, in bfloat16: near ties hardly matter.
-    c = np.hstack([centroids, -0.5 * np.einsum("ij,ij->i", centroids, centroids)[:, None]])
-    c = torch.from_numpy(c).to(torch.bfloat16).T.contiguous()
-    k = min(k, len(centroids))
-    out = np.empty((len(x), k), dtype=np.int32)
-    for start in range(0, len(x), ASSIGN_CHUNK):
-        chunk = x[start:start + ASSIGN_CHUNK]
-        score = torch.from_numpy(np.hstack([chunk, np.ones((len(chunk), 1), x.dtype)])).to(torch.bfloat16) @ c
-        out[start:start + ASSIGN_CHUNK] = torch.topk(score.float(), k, dim=1).indices.numpy()
-    return out
-
-
-def _lists(cells: np.ndarray, nlist: int) -> tuple[np.ndarray, np.ndarray]:
-    """Inverted lists as CSR: rows of cell c are rows[start[c]:start[c + 1]], ascending."""
-    flat = cells.ravel()
-    order = np.argsort(flat, kind="stable")
-    rows = (order // cells.shape[1]).astype(np.int64)
-    start = np.zeros(nlist + 1, dtype=np.int64)
-    start[1:] = np.cumsum(np.bincount(flat, minlength=nlist))
-    return start, rows
+    pair = np.unique(np.stack([a[keep], b[keep]], axis=1), axis=0)  # pairs sharing several cells come back often
+    if len(pair) == 0:
+        return np.empty(0, np.int64), np.empty(0, np.int64)
+    ids, where = np.unique(pair, return_inverse=True)
+    x = np.ascontiguousarray(rows_of(ids), dtype=np.float32)
+    where = where.reshape(pair.shape)
+    close = np.einsum("ij,ij->i", x[where[:, 0]], x[where[:, 1]]) >= 1.0 - cfg.max_cosine_distance
+    return pair[close, 0], pair[close, 1]
 
 
 def released_matches(index, released: np.ndarray, n: int, cfg: DedupConfig) -> np.ndarray:
@@ -254,25 +176,35 @@ def save_released(cfg: PipelineConfig, crawl: str, table: pa.Table, emb: np.ndar
     return folder
 
 
-def iter_released(cfg: PipelineConfig, exclude: str, model: str, chunk_rows: int = RELEASED_CHUNK
-                  ) -> Iterator[Released]:
-    """Released images of every crawl but `exclude` (never its own release) embedded by `model`,
-    in crawl order, chunk_rows at a time: memory stays flat however many crawls were released."""
+def released_crawls(cfg: PipelineConfig, exclude: str, model: str) -> list[tuple[str, int]]:
+    """(folder, images) of each released crawl but `exclude` (never its own release) embedded by
+    `model`, in crawl order."""
     so = cfg.storage_options
     fs, root = io.fs_for(paths.released_dir(cfg.root), so)
     crawls = sorted(p.rstrip("/").rsplit("/", 1)[-1] for p in fs.ls(root, detail=False)) if fs.exists(root) else []
+    out = []
     for crawl in crawls:
         folder = paths.released_dir(cfg.root, crawl)
         if crawl == exclude or not io.exists(f"{folder}/ids.parquet", so):
             continue
+        table = io.read_parquet(f"{folder}/ids.parquet", ["model"], so)
+        if table.num_rows and table["model"][0].as_py() == model:
+            out.append((folder, table.num_rows))
+    return out
+
+
+def iter_released(cfg: PipelineConfig, exclude: str, model: str, chunk_rows: int = RELEASED_CHUNK
+                  ) -> Iterator[Released]:
+    """Released images of released_crawls(), chunk_rows at a time: memory stays flat however many
+    crawls were released."""
+    so = cfg.storage_options
+    for folder, count in released_crawls(cfg, exclude, model):
         table = io.read_parquet(f"{folder}/ids.parquet", storage_options=so)
-        if table.num_rows == 0 or table["model"][0].as_py() != model:
-            continue
         with io.open_uri(f"{folder}/embeddings.npy", "rb", so) as f:
             version = np.lib.format.read_magic(f)
             header = np.lib.format.read_array_header_1_0 if version == (1, 0) else np.lib.format.read_array_header_2_0
             shape, fortran, dtype = header(f)
-            assert not fortran and shape[0] == table.num_rows, f"{folder}: embeddings do not match ids"
+            assert not fortran and shape[0] == count, f"{folder}: embeddings do not match ids"
             row_bytes = int(np.prod(shape[1:])) * dtype.itemsize
             for start in range(0, shape[0], chunk_rows):
                 part = table.slice(start, chunk_rows)

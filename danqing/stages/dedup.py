@@ -1,15 +1,16 @@
 """Drop duplicate images across a crawl, cheapest test first, keeping one image per group.
 
-Order: exact bytes (sha256), perceptual hash (phash hamming), images already released for
-earlier crawls, then embedding groups (cosine distance < max_cosine_distance joined by
-union-find, the member nearest the group centroid kept): in-batch within groups of shards,
-then cross-batch over the whole crawl. Decisions are global, so they are made once per crawl
-and then written shard by shard through the ordinary runner (stats, lineage, skip-if-done).
+The rules are danqing.dedup.rules; the pairs they read are found in partitions
+(danqing.dedup.partitions) so no task holds the whole crawl. The steps, each a task of the DAG
+(`run` calls them in a row): plan (cells and groups) -> partition (per score shard and released
+slice) -> find_pairs (per group) -> merge (checks candidates, applies the rules, writes decisions)
+-> process (per shard, through the ordinary runner: stats, lineage, skip-if-done).
+`decide` applies the same rules to rows in memory, with the pairs found over all of them at once.
 """
 
 from __future__ import annotations
 
-import io as _io
+import hashlib
 from collections.abc import Iterable
 from dataclasses import dataclass
 
@@ -18,27 +19,29 @@ import pyarrow as pa
 
 from danqing import io, lineage, paths
 from danqing.config import DedupConfig, PipelineConfig
+from danqing.dedup import partitions, rules
+from danqing.dedup.partitions import for_model
+from danqing.dedup.rules import (  # noqa: F401  (re-exported: the drop reasons)
+    DUPLICATE_CROSS_BATCH,
+    DUPLICATE_EMBEDDING,
+    DUPLICATE_EXACT,
+    DUPLICATE_PHASH,
+    DUPLICATE_RELEASED,
+)
 from danqing.embed import index as emb_index
-from danqing.embed.unionfind import components, keep_nearest_centroid
 from danqing.shard import ShardJob, kept_rows, run_shard, with_reasons
 from danqing.stats import StageStats
-
-DUPLICATE_EXACT = "duplicate_exact"
-DUPLICATE_PHASH = "duplicate_phash"
-DUPLICATE_RELEASED = "duplicate_released"
-DUPLICATE_EMBEDDING = "duplicate_embedding"  # in-batch
-DUPLICATE_CROSS_BATCH = "duplicate_cross_batch"
 
 
 @dataclass
 class Candidates:
-    """Every image of a crawl that scoring kept, in (shard, row) order."""
+    """Rows in memory, in order; batch (non-decreasing) is each row's in-batch group."""
 
     ids: list[str]
     sha256: list[str]
     phash: list[str]
     emb: np.ndarray  # (n, d) float32, unit rows
-    batch: np.ndarray  # in-batch group of each row
+    batch: np.ndarray
 
 
 @dataclass
@@ -48,130 +51,106 @@ class Decisions:
 
 
 def decide(c: Candidates, cfg: DedupConfig, released: Iterable[emb_index.Released] = ()) -> Decisions:
-    """The reason each row is a duplicate, and of what."""
+    """The reason each row is a duplicate, and of what: the rules over pairs found in one process."""
     n = len(c.ids)
+    batch = np.asarray(c.batch, np.int64)
+    assert n == 0 or np.all(np.diff(batch) >= 0), "rows must come in batch order"
+    g = rules.gid(batch, np.arange(n))  # batch as the "shard", batch_shards 1 below
+    first: dict[str, int] = {}
+    for i, h in enumerate(c.sha256):
+        if h:
+            first.setdefault(h, i)
+    later = np.array([i for i, h in enumerate(c.sha256) if h and first[h] != i], np.int64)
+    exact = (g[[first[c.sha256[i]] for i in later]] if len(later) else g[:0], g[later])
+    hashes, has = emb_index.parse_phash(c.phash)
+    reps = np.array([i for i in np.flatnonzero(has) if not c.sha256[i] or first[c.sha256[i]] == i], np.int64)
+    a, b = emb_index.phash_pairs(hashes[reps], cfg.max_phash_distance)
+    phash = (g[reps[a]], g[reps[b]])
+    a, b = emb_index.close_pairs(c.emb, cfg)
+    emb_a, emb_b = [g[a]], [g[b]]
+    rel_a, rel_b, names, offset, index = [], [], {}, 0, None
+    for chunk in released if n else ():
+        for j, h in enumerate(chunk.sha256):
+            if h in first:
+                rel_a.append(g[first[h]])
+                rel_b.append(rules.RELEASED + offset + j)
+                names[rel_b[-1]] = chunk.ids[j]
+        if index is None:
+            index = emb_index.search_index(c.emb, cfg)
+        match = emb_index.released_matches(index, chunk.emb, n, cfg)
+        hit = np.flatnonzero(match >= 0)
+        emb_a.append(g[hit])
+        emb_b.append(rules.RELEASED + offset + match[hit])
+        names.update({int(rules.RELEASED + offset + m): chunk.ids[m] for m in match[hit].tolist()})
+        offset += len(chunk.ids)
+    pairs = rules.Pairs(exact, phash, (np.array(rel_a, np.int64), np.array(rel_b, np.int64)),
+                        (np.concatenate(emb_a), np.concatenate(emb_b)))
+    drops = rules.resolve(pairs, 1, len(np.unique(batch)) > 1, lambda gs: c.emb[rules.split(gs)[1]])
     reasons = np.full(n, "", dtype=object)
     dup_of = [""] * n
-
-    def drop(rows, keepers, reason: str, names=c.ids) -> None:
-        for row, keeper in zip(rows, keepers, strict=True):
-            reasons[row] = reason
-            dup_of[row] = names[keeper]
-
-    first: dict[str, int] = {}
-    exact = [(i, first.setdefault(h, i)) for i, h in enumerate(c.sha256) if h]
-    drop([i for i, j in exact if i != j], [j for i, j in exact if i != j], DUPLICATE_EXACT)
-
-    alive = np.flatnonzero(reasons == "")
-    hashes, has_hash = emb_index.parse_phash([c.phash[i] for i in alive])
-    rows = alive[has_hash]
-    labels = components(len(rows), *emb_index.phash_pairs(hashes[has_hash], cfg.max_phash_distance))
-    later = labels != np.arange(len(rows))  # the earliest image of a perceptual group stays
-    drop(rows[later], rows[labels[later]], DUPLICATE_PHASH)
-
-    # Earlier crawls' releases, a slice at a time; the first match names the original.
-    alive, index = np.flatnonzero(reasons == ""), None
-    rows_of_sha: dict[str, list[int]] = {}  # built once: each chunk is then one pass over its own hashes
-    for i in alive:
-        if c.sha256[i]:
-            rows_of_sha.setdefault(c.sha256[i], []).append(i)
-    for chunk in released if len(alive) else ():
-        # pop: a hash matches at its first released occurrence only
-        hit = [(i, j) for j, h in enumerate(chunk.sha256) if h in rows_of_sha for i in rows_of_sha.pop(h)
-               if reasons[i] == ""]
-        drop([i for i, _ in hit], [j for _, j in hit], DUPLICATE_RELEASED, chunk.ids)
-        if index is None:
-            index = emb_index.search_index(c.emb[alive], cfg)
-        match = emb_index.released_matches(index, chunk.emb, len(alive), cfg)
-        new = (match >= 0) & (reasons[alive] == "")
-        drop(alive[new], match[new], DUPLICATE_RELEASED, chunk.ids)
-
-    for group in np.unique(c.batch):
-        _embedding_groups(np.flatnonzero((reasons == "") & (c.batch == group)), c, cfg, drop, DUPLICATE_EMBEDDING)
-    if len(np.unique(c.batch)) > 1:
-        _embedding_groups(np.flatnonzero(reasons == ""), c, cfg, drop, DUPLICATE_CROSS_BATCH)
+    rows = rules.split(drops.gid)[1]
+    reasons[rows] = drops.reason
+    for row, keeper in zip(rows.tolist(), drops.keeper.tolist(), strict=True):
+        dup_of[row] = names[keeper] if keeper >= rules.RELEASED else c.ids[int(rules.split(keeper)[1])]
     return Decisions(reasons, dup_of)
 
 
-def for_model(cfg: DedupConfig, model: str) -> DedupConfig:
-    """cfg with the distance threshold of the scoring model that made the embeddings."""
-    for key in (model, model.split(":", 1)[0]):
-        if key in cfg.model_max_cosine_distance:
-            return cfg.model_copy(update={"max_cosine_distance": cfg.model_max_cosine_distance[key]})
-    return cfg
+def merge(cfg: PipelineConfig, plan: dict, pair_uris: list[str]) -> str:
+    """Check the candidates, apply the rules and write the decisions (one row group per shard);
+    returns their URI, named by their content so a changed decision reruns the shard writes."""
+    d = for_model(cfg.dedup, plan["model"])
+    so = cfg.storage_options
+    t = pa.concat_tables([io.read_parquet(u, storage_options=so) for u in pair_uris])
+    kind, a, b = (t[c].to_numpy() for c in ("kind", "a", "b"))
+
+    def rows_of(gids: np.ndarray) -> np.ndarray:
+        return partitions.embeddings_of(cfg, plan, gids)
+
+    cand = kind == partitions.CANDIDATE
+    ca, cb = emb_index.checked_pairs(a[cand], b[cand], rows_of, d)
+    emb = kind == partitions.EMBEDDING
+    pairs = rules.Pairs(*[(a[kind == k], b[kind == k]) for k in (partitions.EXACT, partitions.PHASH,
+                                                                  partitions.RELEASED_EXACT)],
+                        embedding=(np.r_[a[emb], ca], np.r_[b[emb], cb]))
+    drops = rules.resolve(pairs, d.batch_shards, plan["cross_batch"], rows_of)
+    keepers, where = np.unique(drops.keeper, return_inverse=True)
+    names = partitions.names_of(cfg, plan, keepers)
+    shard, row = rules.split(drops.gid)
+    table = pa.table({"group": shard.astype(np.int32), "row": row,
+                      "reason": pa.array(drops.reason.tolist(), pa.string()),
+                      "duplicate_of": pa.array([names[i] for i in where.tolist()], pa.string())})
+    digest = hashlib.sha256()
+    for column in table.columns:
+        digest.update(repr(column.to_pylist()).encode())
+    uri = f"{partitions.work_dir_of(plan)}/decisions-{digest.hexdigest()[:16]}.parquet"
+    partitions.write_groups([table], uri, so)
+    for part in ("emb", "hash"):  # only the pair-finding tasks read these
+        io.remove(f"{partitions.work_dir_of(plan)}/{part}", so)
+    return uri
 
 
-def _embedding_groups(rows: np.ndarray, c: Candidates, cfg: DedupConfig, drop, reason: str) -> None:
-    x = c.emb[rows]
-    labels = components(len(rows), *emb_index.close_pairs(x, cfg))
-    keep = keep_nearest_centroid(x, labels)
-    keeper_of_label = np.empty(len(rows), dtype=np.int64)
-    keeper_of_label[labels[keep]] = np.flatnonzero(keep)
-    gone = np.flatnonzero(~keep)
-    drop(rows[gone], rows[keeper_of_label[labels[gone]]], reason)
-
-
-def load_embeddings(uri: str, storage_options: dict | None = None) -> np.ndarray:
-    with io.open_uri(uri, "rb", storage_options) as f:
-        return np.load(_io.BytesIO(f.read())).astype(np.float32)
-
-
-def candidates(cfg: PipelineConfig, tables: list[pa.Table], score_uris: list[str]) -> Candidates:
-    """Stack the kept rows of every score shard, with their image embeddings."""
-    ids, shas, phashes, embs, batches = [], [], [], [], []
-    for table, uri in zip(tables, score_uris, strict=True):
-        emb = load_embeddings(uri.removesuffix(".parquet") + "_img.npy", cfg.storage_options)
-        ids += table["id"].to_pylist()
-        shas += _column(table, "sha256")
-        phashes += _column(table, "phash")
-        embs.append(emb[np.asarray(table["emb_row"].to_pylist(), dtype=np.int64)])
-        batches.append(np.full(table.num_rows, paths.shard_of(uri) // cfg.dedup.batch_shards))
-    emb = np.concatenate(embs) if embs else np.zeros((0, 1), np.float32)
-    return Candidates(ids, shas, phashes, emb, np.concatenate(batches) if batches else np.zeros(0, np.int64))
-
-
-def _column(table: pa.Table, name: str) -> list[str]:
-    return table[name].to_pylist() if name in table.column_names else [""] * table.num_rows
+def process(job: ShardJob, stats: StageStats) -> pa.Table:
+    """Write one shard's rows with the merge's decisions: inputs are its score output and the decisions."""
+    score_uri, decisions_uri = job.inputs
+    table = kept_rows(score_uri, job.cfg)
+    mine = partitions.read_group(decisions_uri, job.shard, job.cfg.storage_options)
+    reasons, dup_of = [""] * table.num_rows, [""] * table.num_rows
+    for row, reason, keeper in zip(mine["row"].to_pylist(), mine["reason"].to_pylist(),
+                                   mine["duplicate_of"].to_pylist(), strict=True):
+        reasons[row], dup_of[row] = reason, keeper
+    return with_reasons(table.append_column("duplicate_of", pa.array(dup_of, pa.string())), reasons)
 
 
 def run(cfg: PipelineConfig, crawl: str, score_uris: list[str],
         attempt: lineage.Attempt | None = None) -> list[dict]:
-    """Decide duplicates over the whole crawl once, then write each shard; returns per-shard summaries."""
+    """Every step in this process, as the DAG's tasks run them; returns per-shard summaries."""
     attempt = attempt or lineage.Attempt()
-    uris = sorted(score_uris, key=paths.shard_of)
-    if all(_done(cfg, crawl, paths.shard_of(u), u) for u in uris):
-        return [run_shard("dedup", crawl, paths.shard_of(u), [u], cfg, attempt, process=_already_done) for u in uris]
-    tables = [kept_rows(u, cfg) for u in uris]
-    model = next((t["model"][0].as_py() for t in tables if t.num_rows), "")
-    released = emb_index.iter_released(cfg, crawl, model) if cfg.dedup.released_index else ()
-    decisions = decide(candidates(cfg, tables, uris), for_model(cfg.dedup, model), released)
-    summaries, start = [], 0
-    for uri, table in zip(uris, tables, strict=True):
-        end = start + table.num_rows
-        reasons = list(decisions.reasons[start:end])
-        dup_of = decisions.duplicate_of[start:end]
-        summaries.append(run_shard("dedup", crawl, paths.shard_of(uri), [uri], cfg, attempt,
-                                   process=_writer(table, reasons, dup_of)))
-        start = end
-    return summaries
-
-
-def _writer(table: pa.Table, reasons: list[str], dup_of: list[str]):
-    def process(job: ShardJob, stats: StageStats) -> pa.Table:
-        return with_reasons(table.append_column("duplicate_of", pa.array(dup_of, pa.string())), reasons)
-    return process
-
-
-def _already_done(job: ShardJob, stats: StageStats) -> pa.Table:
-    raise RuntimeError(f"dedup shard {job.shard} was expected to be done")
-
-
-def _done(cfg: PipelineConfig, crawl: str, shard: int, uri: str) -> bool:
-    marker = paths.stats_uri(cfg.root, crawl, "dedup", shard)
-    if not io.exists(marker, cfg.storage_options):
-        return False
-    done = io.read_json(marker, cfg.storage_options)
-    return done["config_hash"] == cfg.hash() and done["inputs"] == [uri]
+    plan = partitions.plan(cfg, crawl, score_uris)
+    for source in plan["sources"]:
+        partitions.partition(cfg, plan, source)
+    decisions = merge(cfg, plan, [partitions.find_pairs(cfg, plan, g) for g in range(plan["groups"])])
+    return [run_shard("dedup", crawl, u["ordinal"], [u["uri"], decisions], cfg, attempt)
+            for u in partitions.units(plan, "shard")]
 
 
 def add_release(cfg: PipelineConfig, crawl: str, uris: list[str]) -> dict:
@@ -187,9 +166,9 @@ def add_release(cfg: PipelineConfig, crawl: str, uris: list[str]) -> dict:
         score_uri = paths.shard_uri(cfg.root, crawl, "score", paths.shard_of(uri))
         scored = io.read_parquet(score_uri, ["id", "emb_row", "model"], cfg.storage_options)
         emb_row = dict(zip(scored["id"].to_pylist(), scored["emb_row"].to_pylist(), strict=True))
-        emb = load_embeddings(score_uri.removesuffix(".parquet") + "_img.npy", cfg.storage_options)
+        emb = partitions.npy(partitions.score_npy(score_uri), cfg.storage_options).astype(np.float32)
         ids += rows["id"].to_pylist()
-        shas += _column(rows, "sha256")
+        shas += partitions.column(rows, "sha256")
         models += scored["model"].to_pylist()[:1] * rows.num_rows
         embs.append(emb[[emb_row[i] for i in rows["id"].to_pylist()]])
     table = pa.table({"id": pa.array(ids, pa.string()), "sha256": pa.array(shas, pa.string()),

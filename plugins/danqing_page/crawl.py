@@ -21,6 +21,7 @@ CELL_STATE = {
     "awaiting_input": "running", "up_for_retry": "up for retry", "up_for_reschedule": "up for retry",
 }
 NOT_STARTED = "not started"  # none, scheduled, queued, upstream_failed, skipped, removed
+WORST_FIRST = ["failed", "up for retry", "running", NOT_STARTED, "done"]
 ACTIVE_RUN = ("queued", "running")
 
 
@@ -86,10 +87,15 @@ def build_grid(rows: list[dict], tis: list, order: list[str], mapped: set[str], 
     by_task: dict[str, list] = defaultdict(list)
     for ti in tis:
         by_task[ti.task_id].append(ti)
-    shards = sorted({r["shard"] for r in rows} | {_shard(ti) for ti in tis if ti.map_index >= 0})
+    shards = sorted({r["shard"] for r in rows} | {_shard(ti) for ti in tis if ti.map_index >= 0 and _over_shards(ti)})
     out = []
     for task in order or stages:
         task_tis = by_task.get(task, [])
+        others = [ti for ti in task_tis if ti.map_index >= 0 and not _over_shards(ti)]
+        if others:  # mapped over something else (dedup's sources and groups of cells): one cell, the worst
+            worst = min(others, key=lambda ti: WORST_FIRST.index(CELL_STATE.get(ti.state or "none", NOT_STARTED)))
+            out.append({"task": task, "per_shard": False, "cells": [_cell(task, None, worst, None)]})
+            continue
         expanded = {_shard(ti): ti for ti in task_tis if ti.map_index >= 0}
         whole = next((ti for ti in task_tis if ti.map_index < 0), None)
         per_shard = task in mapped or bool(expanded) or any((task, s) in by_key for s in shards)
@@ -194,7 +200,7 @@ def release(cfg: PipelineConfig, crawl: str) -> dict:
                                     "at": u["created_at"]})
         hub["shards"].append(u["shard"])
         hub["files"] += len(u["files"])
-    return {"folder": folder, "manifest": {k: manifest.get(k) for k in ("rows", "shards", "version")} if manifest
+    return {"folder": folder, "manifest": {k: manifest.get(k) for k in ("rows", "shards", "tag")} if manifest
             else None, "hubs": list(hubs.values())}
 
 
@@ -234,6 +240,11 @@ def _run_summary(run) -> dict:
 
 def _iso(value) -> str | None:
     return value.isoformat(timespec="seconds") if value else None
+
+
+def _over_shards(ti) -> bool:
+    """Mapped over shards: labelled as a shard, or not labelled (its map index is the shard)."""
+    return not ti.rendered_map_index or paths.shard_of_label(ti.rendered_map_index) is not None
 
 
 def _shard(ti) -> int:

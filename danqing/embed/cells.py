@@ -1,0 +1,144 @@
+"""Cells for the embedding self-join: random-projection sketches, k-means cells, and the join of one
+set of cells, so the join can run over all cells in one process or over groups of cells in many.
+
+Each row is sketched (Johnson-Lindenstrauss, cfg.jl_dims wide) in cfg.jl_tables independent
+projections. Per projection, a row sits in its ivf_db_cells nearest cells and is compared with the
+rows of its join_nprobe nearest ones. Sketch distances bound the true ones (jl_bound); a close pair
+escapes only if it shares no cell in every projection. Candidates are checked on the full embeddings.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from danqing.config import DedupConfig
+
+JOIN_MARGIN = 0.02  # bfloat16 error bound on the sketch products (terms near 1); candidates are checked exactly
+ASSIGN_CHUNK = 8192  # rows per assignment product: its (rows x cells) scores are the transient memory
+JOIN_CHUNK = 1024
+
+
+def cell_count(n: int) -> int:
+    """Cells for n rows: about 2 sqrt(n), where assigning rows and joining cells cost about the same."""
+    return int(min(16_384, max(16, 2 * np.sqrt(n))))
+
+
+def cells_per_row(cfg: DedupConfig) -> int:
+    return max(cfg.join_nprobe, cfg.ivf_db_cells)
+
+
+def sketch(x: np.ndarray, dims: int, seed: int = 0) -> np.ndarray:
+    """x times a fixed Gaussian matrix scaled by 1/sqrt(dims): |sketch(v)|^2 = |v|^2 chi2(dims) / dims."""
+    g = np.random.default_rng(seed).standard_normal((x.shape[1], dims)).astype(np.float32)
+    return np.ascontiguousarray(x, dtype=np.float32) @ (g / np.float32(np.sqrt(dims)))
+
+
+def jl_bound(max_sq: float, dims: int, miss: float) -> float:
+    """Sketch squared distance that a pair at true squared distance max_sq exceeds with probability miss."""
+    from scipy.stats import chi2
+
+    return float(max_sq * chi2.isf(miss, dims) / dims)
+
+
+def training_rows(n: int, nlist: int, seed: int) -> np.ndarray:
+    """The rows (of n, in order) that k-means learns the cells from: a fixed sample, so reruns agree."""
+    rng = np.random.default_rng(seed)
+    return np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))
+
+
+def train(sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
+    """k-means centroids of sketched sample rows (the rows training_rows named)."""
+    import faiss
+
+    km = faiss.Kmeans(sample.shape[1], nlist, niter=4, seed=seed, max_points_per_centroid=40)
+    km.train(np.ascontiguousarray(sample, dtype=np.float32))
+    return km.centroids
+
+
+def nearest(p: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
+    """The k nearest centroids (L2) of each sketched row, nearest first, as uint16."""
+    import torch
+
+    # [x, 1] . [c, -|c|^2 / 2] = -|x - c|^2 / 2 + const, in bfloat16: near ties hardly matter.
+    c = np.hstack([centroids, -0.5 * np.einsum("ij,ij->i", centroids, centroids)[:, None]])
+    c = torch.from_numpy(c).to(torch.bfloat16).T.contiguous()
+    k = min(k, len(centroids))
+    out = np.empty((len(p), k), dtype=np.uint16)
+    for start in range(0, len(p), ASSIGN_CHUNK):
+        chunk = p[start:start + ASSIGN_CHUNK]
+        score = torch.from_numpy(np.hstack([chunk, np.ones((len(chunk), 1), p.dtype)])).to(torch.bfloat16) @ c
+        out[start:start + ASSIGN_CHUNK] = torch.topk(score, k, dim=1).indices.numpy()
+    return out
+
+
+def packed(p: np.ndarray) -> np.ndarray:
+    """Sketch rows and half their squared norms as bfloat16 bits (uint16): what the join reads."""
+    import torch
+
+    half = 0.5 * np.einsum("ij,ij->i", p, p)[:, None]
+    return torch.from_numpy(np.hstack([p, half])).to(torch.bfloat16).view(torch.int16).numpy().view(np.uint16)
+
+
+@dataclass
+class Entries:
+    """Rows of one projection that sit in some cells: their ids, nearest cells and packed sketches."""
+
+    ids: np.ndarray  # int64, any ids (row numbers, or global ids across shards)
+    cells: np.ndarray  # (m, cells_per_row) uint16, nearest first
+    sketch: np.ndarray  # (m, jl_dims + 1) uint16, from packed()
+
+
+def join(e: Entries, cells: range, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
+    """Candidate id pairs among e whose sketch distance passes the chi-square bound, in the given cells.
+
+    A cell compares the rows probing it (join_nprobe nearest) with the rows sitting in it
+    (ivf_db_cells nearest). A pair may come back more than once and in either order.
+    """
+    import torch
+
+    empty = np.empty(0, np.int64)
+    if len(e.ids) == 0:
+        return empty, empty
+    db_start, db_rows = _lists(e.cells[:, :cfg.ivf_db_cells], cells)
+    q_start, q_rows = _lists(e.cells[:, :cfg.join_nprobe], cells)
+    bits = torch.from_numpy(e.sketch.view(np.int16)).view(torch.bfloat16)
+    p, half = bits[:, :-1], bits[:, -1:]
+    one = torch.ones_like(half)
+    # Augmented rows: [-a, |a|^2/2, 1] . [b, 1, |b|^2/2] = |a - b|^2 / 2, one matmul per cell.
+    qm = torch.cat([-p, half, one], dim=1)
+    dm = torch.cat([p, one, half], dim=1)
+    limit = 0.5 * jl_bound(2.0 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss) + JOIN_MARGIN
+    # bfloat16 bits as int16 order like the values when positive; negative ones (d ~ 0) all pass.
+    loose = torch.tensor(limit, dtype=torch.bfloat16).view(torch.int16).item()
+    heads, tails = [empty], [empty]
+    for c in range(len(db_start) - 1):
+        d_rows = db_rows[db_start[c]:db_start[c + 1]]
+        q = q_rows[q_start[c]:q_start[c + 1]]
+        if d_rows.size == 0 or q.size == 0:
+            continue
+        # index_select, not q[...]: advanced indexing gathers scattered rows several times slower
+        left = torch.index_select(qm, 0, torch.from_numpy(q))
+        right = torch.index_select(dm, 0, torch.from_numpy(d_rows)).T.contiguous()
+        _, own_q, own_d = np.intersect1d(q, d_rows, assume_unique=True, return_indices=True)
+        for s in range(0, len(q), JOIN_CHUNK):  # blocks that stay in cache between the product and the scan
+            half_d2 = (left[s:s + JOIN_CHUNK] @ right).view(torch.int16).numpy()
+            own = (own_q >= s) & (own_q < s + JOIN_CHUNK)
+            half_d2[own_q[own] - s, own_d[own]] = np.iinfo(np.int16).max  # each row meets itself: no candidate
+            hit = np.flatnonzero(half_d2.min(axis=1) <= loose)  # few rows have any: scan only those
+            i, j = np.nonzero(half_d2[hit] <= loose)
+            heads.append(e.ids[q[s + hit[i]]])
+            tails.append(e.ids[d_rows[j]])
+    return np.concatenate(heads), np.concatenate(tails)
+
+
+def _lists(cells: np.ndarray, wanted: range) -> tuple[np.ndarray, np.ndarray]:
+    """Inverted lists of the wanted cells as CSR: rows in cell wanted[k] are rows[start[k]:start[k + 1]],
+    ascending. Memory goes with the (row, cell) hits in range, not with all rows' cells."""
+    rows, k = np.nonzero((cells >= wanted.start) & (cells < wanted.stop))
+    local = cells[rows, k].astype(np.int64) - wanted.start
+    order = np.argsort(local, kind="stable")  # nonzero gives rows ascending: stable keeps them so
+    start = np.zeros(len(wanted) + 1, dtype=np.int64)
+    start[1:] = np.cumsum(np.bincount(local, minlength=len(wanted)))
+    return start, rows[order].astype(np.int64)
