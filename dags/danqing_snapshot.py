@@ -1,7 +1,8 @@
 """One Common Crawl snapshot -> a released Chinese image-text dataset.
 
 fetch_index -> plan -> [extract -> refine -> download -> score] per shard -> dedup_plan ->
-[dedup_partition] per shard -> dedup_groups -> [dedup_pairs] per group of cells -> dedup_merge ->
+[dedup_partition] per source (a run of shards, or a slice of earlier releases) -> dedup_groups ->
+[dedup_pairs] per group of cells -> dedup_merge ->
 [dedup -> align -> assemble] per shard -> publish (the local release) -> approve_release -> upload (to the
 publish.targets hubs). Trigger it with the crawl id; the monthly `danqing_discover` DAG does that
 by itself for every new crawl.

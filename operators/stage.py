@@ -75,8 +75,9 @@ def after_stage(cfg, crawl: str, stage: str, shards: list[int], attempt) -> None
     alerts.check_quality(cfg, crawl, shards, attempt.run_id, link=get_current_context()["ti"].log_url)
 
 
-# Dedup, partitioned (danqing.stages.dedup): one plan, partitions mapped over score shards and
-# released slices, pairs mapped over groups of cells, one merge, then the per-shard "dedup" writes.
+# Dedup, partitioned (danqing.stages.dedup): one plan, partitions mapped over sources (runs of score
+# shards, slices of earlier releases), pairs mapped over groups of cells, one merge, then the
+# per-shard "dedup" writes.
 
 @task
 def dedup_plan(scored: list[dict]) -> list[dict]:
@@ -90,7 +91,7 @@ def dedup_plan(scored: list[dict]) -> list[dict]:
 
 @task(map_index_template="{{ source_label }}")
 def dedup_partition(src: dict) -> str:
-    """One score shard (or released slice) into its groups; returns the plan's URI."""
+    """One source (a run of score shards, or slices of earlier releases) into its groups; returns the plan's URI."""
     from danqing.dedup import partitions
 
     get_current_context()["source_label"] = src["source"]["name"]

@@ -2,9 +2,10 @@
 
 The rules are danqing.dedup.rules; the pairs they read are found in partitions
 (danqing.dedup.partitions) so no task holds the whole crawl. The steps, each a task of the DAG
-(`run` calls them in a row): plan (cells and groups) -> partition (per score shard and released
-slice) -> find_pairs (per group) -> merge (checks candidates, applies the rules, writes decisions)
--> process (per shard, through the ordinary runner: stats, lineage, skip-if-done).
+(`run` calls them in a row): plan (cells and groups) -> partition (per source: a run of score
+shards, or slices of earlier releases) -> find_pairs (per group) -> merge (checks candidates,
+applies the rules, writes decisions) -> process (per shard, through the ordinary runner: stats,
+lineage, skip-if-done).
 `decide` applies the same rules to rows in memory, with the pairs found over all of them at once.
 """
 
