@@ -239,3 +239,22 @@ def test_cells_join_a_range_equals_the_whole():
     parts = set().union(*(pairs(cells.join(e, range(lo, hi), cfg)) for lo, hi in zip(bounds[:-1], bounds[1:],
                                                                                         strict=True)))
     assert whole == parts and len(whole) >= 1000
+
+
+@pytest.mark.parametrize("ivf_min_rows", [1, 50_000])
+def test_shards_with_nothing_kept_pass_through(cfg, ivf_min_rows):
+    """A crawl whose score shards kept nothing (or some kept nothing) still writes every dedup shard."""
+    cfg = cfg.model_copy(update={"dedup": cfg.dedup.model_copy(update={"ivf_min_rows": ivf_min_rows})})
+    x, sha, phash, _ = crawl_data(n=1000)
+    uris = write_crawl(cfg, x, sha, phash)
+    empty = paths.shard_uri(cfg.root, CRAWL, "score", SHARDS)
+    io.write_parquet(pa.table({"id": ["gone"], "emb_row": [0], "model": [MODEL], "sha256": ["z"], "phash": [""],
+                               "drop_reason": ["image_nsfw"]}), empty)
+    buf = _io.BytesIO()
+    np.save(buf, np.zeros((1, DIM), np.float16))
+    with io.atomic_write(partitions.score_npy(empty)) as f:
+        f.write(buf.getvalue())
+    summaries = dedup.run(cfg, CRAWL, [*uris, empty])
+    assert [s["shard"] for s in summaries] == list(range(SHARDS + 1))
+    assert summaries[-1]["total"] == 0 and sum(s["total"] for s in summaries) == 1000
+    assert dedup.run(cfg, CRAWL, [empty])[0]["total"] == 0

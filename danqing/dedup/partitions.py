@@ -360,12 +360,14 @@ def write_groups(parts: list[pa.Table], uri: str, storage_options: dict) -> None
     keys = [k for k in ("group", "table") if k in parts[0].column_names] if parts else ["group"]
     runs: dict[tuple, list[pa.Table]] = {}
     for t in parts:
-        key = np.stack([t[k].to_numpy() for k in keys], axis=1) if t.num_rows else np.empty((0, len(keys)))
+        if t.num_rows == 0:
+            continue
+        key = np.stack([t[k].to_numpy() for k in keys], axis=1)
         order = np.lexsort(key.T[::-1])
         if not np.array_equal(order, np.arange(len(order))):  # embedding parts come sorted already
             t, key = t.take(order), key[order]
-        starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)]) if len(key) else []
-        for lo, hi in zip(list(starts), [*list(starts)[1:], len(key)], strict=True):
+        starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)]).tolist()
+        for lo, hi in zip(starts, [*starts[1:], len(key)], strict=True):
             runs.setdefault(tuple(key[lo].tolist()), []).append(t.slice(lo, hi - lo))
     schema = parts[0].schema if parts else pa.schema([("group", pa.int32())])
     with io.atomic_write(uri, "wb", storage_options) as f, pq.ParquetWriter(f, schema, compression="none") as w:
@@ -410,6 +412,8 @@ def _array(col: pa.ChunkedArray, dtype) -> np.ndarray:
     arr = col.combine_chunks() if isinstance(col, pa.ChunkedArray) else col
     width = arr.type.byte_width
     dtype = np.dtype(dtype)
+    if len(arr) == 0:  # no data buffer to view
+        return np.empty((0, width // dtype.itemsize), dtype)
     flat = np.frombuffer(arr.buffers()[1], dtype, count=len(arr) * width // dtype.itemsize,
                          offset=arr.offset * width)
     return flat.reshape(len(arr), width // dtype.itemsize)
