@@ -87,9 +87,11 @@ def embeddings_of(cfg: PipelineConfig, plan: dict, gids: np.ndarray) -> np.ndarr
     """Unit embeddings (float32) of sorted gids, read one source at a time."""
     out = np.empty((len(gids), plan["dims"]), np.float32)
     for source, at, rows in _by_source(plan, gids):
-        if source["kind"] == "shard":
+        if source["kind"] == "shard":  # only the rows asked for, not the shard's whole .npy
             emb_row = np.asarray(kept_table(cfg, source["uri"], ("emb_row",))["emb_row"].to_pylist(), np.int64)
-            out[at] = npy(score_npy(source["uri"]), cfg.storage_options)[emb_row[rows]]
+            wanted = emb_row[rows]
+            order = np.argsort(wanted)
+            out[at[order]] = _npy_rows(score_npy(source["uri"]), wanted[order], cfg.storage_options)
         else:
             out[at] = _npy_rows(f"{source['uri']}/embeddings.npy", rows, cfg.storage_options)
     return out

@@ -104,12 +104,16 @@ def merge(cfg: PipelineConfig, plan: dict, pair_uris: list[str]) -> str:
     t = pa.concat_tables([io.read_parquet(u, storage_options=so) for u in pair_uris])
     kind, a, b = (t[c].to_numpy() for c in ("kind", "a", "b"))
 
-    def rows_of(gids: np.ndarray) -> np.ndarray:
-        return partitions.embeddings_of(cfg, plan, gids)
+    cand, emb = kind == partitions.CANDIDATE, kind == partitions.EMBEDDING
+    # One read of every embedding the merge needs: the candidates' ends (checked here) hold every
+    # member of a join-mode group, the flat-mode pairs' ends every member of the others.
+    need = np.unique(np.r_[a[cand], b[cand], a[emb], b[emb]])
+    x = partitions.embeddings_of(cfg, plan, need)
 
-    cand = kind == partitions.CANDIDATE
+    def rows_of(gids: np.ndarray) -> np.ndarray:
+        return x[np.searchsorted(need, gids)]
+
     ca, cb = emb_index.checked_pairs(a[cand], b[cand], rows_of, d)
-    emb = kind == partitions.EMBEDDING
     pairs = rules.Pairs(*[(a[kind == k], b[kind == k]) for k in (partitions.EXACT, partitions.PHASH,
                                                                   partitions.RELEASED_EXACT)],
                         embedding=(np.r_[a[emb], ca], np.r_[b[emb], cb]))
