@@ -35,17 +35,19 @@ from danqing.config import PipelineConfig  # noqa: E402
 from danqing.embed import model as embed_model  # noqa: E402
 from danqing.shard import run_local  # noqa: E402
 
+CRAWL = "CC-MAIN-2099-02"  # paths take crawl ids only: any valid one names the bench's shards
+
 
 def write_shard(cfg: PipelineConfig, shard: int, n: int) -> str:
     """A download shard of n rows cycling over the fixture images; the metadata is computed once per image."""
-    pool = [(row(name.split(".")[0], caption, data, "bench"), data) for name, caption, data in examples()]
+    pool = [(row(name.split(".")[0], caption, data, CRAWL), data) for name, caption, data in examples()]
     rows, members = [], []
     for i in range(n):
         meta, data = pool[i % len(pool)]
         key = f"{i:06d}"
         rows.append({**meta, "id": key})
         members += [(f"{key}.jpg", data), (f"{key}.txt", meta["caption"].encode())]
-    uri = paths.shard_uri(cfg.root, "bench", "download", shard)
+    uri = paths.shard_uri(cfg.root, CRAWL, "download", shard)
     spans = tario.write_tar(uri.removesuffix(".parquet") + ".tar", members)
     for r in rows:  # the image spans the download stage records
         r["tar_offset"], r["tar_size"] = spans[f"{r['id']}.jpg"]
