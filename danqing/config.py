@@ -283,12 +283,19 @@ class DedupConfig(Section):
     ivf_db_cells: int = Field(3, ge=1)  # self-join: each row also sits in its this many nearest cells
     jl_dims: int = Field(64, ge=8)  # self-join: cells and candidates in a random projection this wide
     jl_miss: float = Field(1e-9, gt=0, lt=1)  # chance the projection hides one true pair (chi-square tail)
-    jl_tables: int = Field(2, ge=1)  # independent sketches and cells: a pair must escape all of them
-    # Partitioned dedup: each pair-finding task holds about this many sketch entries (~0.5 KB each;
-    # a row sits in up to join_nprobe cells per sketch), and each partition task this many rows.
-    group_entries: int = Field(1_000_000, ge=1)
+    jl_tables: int = Field(3, ge=1)  # independent sketches and cells: a pair must escape all of them
+    # Partitioned dedup: each pair-finding task holds about this many entries of one sketch at a
+    # time (~0.5 KB each; a row sits in up to join_nprobe cells per sketch), and each partition
+    # task this many rows.
+    group_entries: int = Field(500_000, ge=1)
     chunk_rows: int = Field(250_000, ge=1)
     released_index: bool = True  # also drop images already released for earlier crawls
+
+    @model_validator(mode="after")
+    def _check(self):
+        if self.ivf_db_cells > self.join_nprobe:  # the join compares a row within every cell it sits in
+            raise ValueError(f"ivf_db_cells ({self.ivf_db_cells}) must not exceed join_nprobe ({self.join_nprobe})")
+        return self
 
 
 class AlignConfig(Section):

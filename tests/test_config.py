@@ -50,6 +50,7 @@ def test_unknown_fields_are_refused():
     ({"score": {"pod": {"memory": "lots"}}}, r"score\.pod\.memory"),
     ({"download": {"total_timeout_s": 0}}, r"download\.total_timeout_s"),
     ({"visual": [1, 2]}, r"visual: Input should be a valid dictionary"),
+    ({"dedup": {"ivf_db_cells": 9}}, r"dedup: ivf_db_cells \(9\) must not exceed join_nprobe \(8\)"),
 ])
 def test_nonsense_is_refused_in_one_line(overrides, message):
     with pytest.raises(ConfigError, match=message) as refused:

@@ -103,7 +103,7 @@ def release_old(cfg: PipelineConfig, x: np.ndarray, rng) -> np.ndarray:
 def scale_cfg(cfg) -> PipelineConfig:
     """Join mode from 500 rows, small groups: many cells per crawl, many groups, ivf exact for released."""
     return cfg.model_copy(update={"dedup": cfg.dedup.model_copy(update={
-        "ivf_min_rows": 500, "group_entries": 3000, "chunk_rows": 200, "ivf_nprobe": 4096, "batch_shards": 2})})
+        "ivf_min_rows": 500, "group_entries": 1000, "chunk_rows": 200, "ivf_nprobe": 4096, "batch_shards": 2})})
 
 
 def decisions(cfg: PipelineConfig) -> dict[str, tuple[str, str]]:
@@ -186,7 +186,8 @@ def test_rerun_after_a_kill_gives_the_same_files(scale_cfg, tmp_path):
         partitions.partition(scale_cfg, plan, source)
     pair_uris = [partitions.find_pairs(scale_cfg, plan, g) for g in range(plan["groups"])]
     clean = _files(scale_cfg)
-    assert sum("/emb/" in p for p in clean) == SHARDS and sum("/pairs/" in p for p in clean) == plan["groups"]
+    assert sum("/emb/" in p for p in clean) == SHARDS * scale_cfg.dedup.jl_tables  # one file per source and sketch
+    assert sum("/pairs/" in p for p in clean) == plan["groups"]
     # a worker killed anywhere in a partition or a pair task, then the task run again
     code = ("import sys; from danqing.config import PipelineConfig; from danqing.dedup import partitions;"
             f"cfg = PipelineConfig.model_validate_json({scale_cfg.model_dump_json()!r});"
@@ -239,6 +240,37 @@ def test_cells_join_a_range_equals_the_whole():
     parts = set().union(*(pairs(cells.join(e, range(lo, hi), cfg)) for lo, hi in zip(bounds[:-1], bounds[1:],
                                                                                         strict=True)))
     assert whole == parts and len(whole) >= 1000
+
+
+def test_cells_join_finds_the_pairs_that_share_a_cell_within_the_bound(monkeypatch):
+    """The join's candidates are exactly the pairs where one row probes a cell the other sits in
+    and the sketch distance passes the bound (up to bfloat16 rounding at the bound)."""
+    import torch
+
+    rng = np.random.default_rng(2)
+    x = unit(rng.standard_normal((2000, 64)))
+    x[1::4] = near(x[::4], rng, rng.uniform(0, 0.12, 500))
+    cfg = PipelineConfig().dedup
+    nlist = 24
+    monkeypatch.setattr(cells, "JOIN_CHUNK", 64)  # cells hold several blocks: the triangle spans blocks
+    cent = cells.train(cells.sketch(x[cells.training_rows(len(x), nlist, 0)], cfg.jl_dims, 0), nlist, 0)
+    e = emb_index.entries(x, cfg, 0, cent)
+    a, b = cells.join(e, range(nlist), cfg)
+    found = set(zip(np.minimum(a, b).tolist(), np.maximum(a, b).tolist(), strict=True))
+
+    bits = torch.from_numpy(e.sketch.view(np.int16)).view(torch.bfloat16).double().numpy()
+    p, half = bits[:, :-1], bits[:, -1]  # what the join reads: bfloat16 sketches and half norms
+    half_d2 = half[:, None] + half[None, :] - p @ p.T
+    probe, sit = e.cells[:, :cfg.join_nprobe], e.cells[:, :cfg.ivf_db_cells]
+    share = (probe[:, None, :, None] == sit[None, :, None, :]).any(axis=(2, 3))
+    share |= share.T
+    limit = 0.5 * cells.jl_bound(2.0 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss) + cells.JOIN_MARGIN
+    upper = np.triu(np.ones_like(share), k=1)
+    # the join's products round to bfloat16: within JOIN_MARGIN of the limit either way may pass
+    surely = set(zip(*np.nonzero(share & upper & (half_d2 <= limit - cells.JOIN_MARGIN)), strict=True))
+    maybe = set(zip(*np.nonzero(share & upper & (half_d2 <= limit + cells.JOIN_MARGIN)), strict=True))
+    assert np.bincount(sit.ravel(), minlength=nlist).max() > cells.JOIN_CHUNK
+    assert len(surely) > 400 and surely <= found <= maybe
 
 
 @pytest.mark.parametrize("ivf_min_rows", [1, 50_000])

@@ -1,9 +1,9 @@
 """Dedup partitions: a crawl's kept images (and the released index) split into groups of cells and
 hash buckets, so one bounded task finds the pairs of one group and no task holds the whole crawl.
 
-Under {crawl}/dedup-work/: plan.json and centroids.npy (one task), then per source (a score shard
-or a slice of the released index) emb/<source>.parquet and hash/<source>.parquet with one row group
-per group, then pairs/<group>.parquet per group. Every file is rewritten whole by a rerun.
+Under {crawl}/dedup-work/: plan.json and centroids.npy (one task), then per source (a run of score
+shards or a slice of the released index) emb/<source>-<sketch>.parquet and hash/<source>.parquet
+with one row group per group, then pairs/<group>.parquet per group. Every file is rewritten whole by a rerun.
 
 Two modes, as close_pairs has: under ivf_min_rows crawl rows, one group holds the crawl's full
 embeddings and is searched exactly; past it, rows go to their nearest cells in each sketch
@@ -158,7 +158,7 @@ def plan(cfg: PipelineConfig, crawl: str, score_uris: list[str]) -> dict:
            "bounds": [0, 0], "dims": _dims(cfg, shards + released), "uri": f"{work}/plan.json"}
     if rows >= d.ivf_min_rows:
         nlist = cells.cell_count(rows)
-        entries = total * d.jl_tables * min(cells.cells_per_row(d), nlist)
+        entries = total * min(cells.cells_per_row(d), nlist)  # per sketch: a task holds one at a time
         groups = int(min(nlist, max(1, -(-entries // d.group_entries))))
         out.update(mode="join", groups=groups, bounds=np.linspace(0, nlist, groups + 1).astype(int).tolist())
         save_npy(_centroids(cfg, shards, rows, nlist), f"{work}/centroids.npy", so)
@@ -220,22 +220,32 @@ def partition(cfg: PipelineConfig, plan: dict, source: dict) -> None:
     d = for_model(cfg.dedup, plan["model"])
     work, so, groups = work_dir_of(plan), cfg.storage_options, plan["groups"]
     centroids = npy(f"{work}/centroids.npy", so) if plan["mode"] == "join" else None
-    emb, hashes = [], []
+    hashes, flat = [], []
+    sketched: list[list[cells.Entries]] = [[] for _ in range(d.jl_tables if centroids is not None else 0)]
     for unit in source["parts"]:  # one unit's embeddings in memory at a time
         rows = load_rows(cfg, unit)
         hashes.append(_hash_entries(rows, d, groups))
         if centroids is None:
-            emb.append(pa.table({"group": np.zeros(len(rows.gid), np.int32), "gid": rows.gid,
-                                 "emb": _fixed(rows.emb.astype(np.float16))}))
-            continue
-        bounds = np.asarray(plan["bounds"])
-        for seed in range(d.jl_tables):
-            e = emb_index.entries(rows.emb, d, seed, centroids[seed], rows.gid)
-            at, group = _by_group(np.searchsorted(bounds, e.cells, side="right") - 1)
-            emb.append(pa.table({"group": group, "gid": e.ids[at], "table": np.full(len(at), seed, np.int8),
-                                 "cells": _fixed(e.cells[at]), "sketch": _fixed(e.sketch[at])}))
-    write_groups(emb, f"{work}/emb/{source['name']}.parquet", so)
+            flat.append(pa.table({"group": np.zeros(len(rows.gid), np.int32), "gid": rows.gid,
+                                  "emb": _fixed(rows.emb.astype(np.float16))}))
+        for seed, out in enumerate(sketched):
+            out.append(emb_index.entries(rows.emb, d, seed, centroids[seed], rows.gid))
     write_groups(hashes, f"{work}/hash/{source['name']}.parquet", so)
+    if centroids is None:
+        write_groups(flat, emb_uri(plan, source, 0), so)
+    bounds = np.asarray(plan["bounds"])
+    for seed, parts in enumerate(sketched):  # a row is copied into each group it reaches: one sketch at a time
+        emb = []
+        for e in parts:
+            at, group = _by_group(np.searchsorted(bounds, e.cells, side="right") - 1)
+            emb.append(pa.table({"group": group, "gid": e.ids[at], "cells": _fixed(e.cells[at]),
+                                 "sketch": _fixed(e.sketch[at])}))
+        write_groups(emb, emb_uri(plan, source, seed), so)
+        del emb
+
+
+def emb_uri(plan: dict, source: dict, sketch: int) -> str:
+    return f"{work_dir_of(plan)}/emb/{source['name']}-{sketch}.parquet"
 
 
 def _by_group(group: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
@@ -284,18 +294,13 @@ def find_pairs(cfg: PipelineConfig, plan: dict, group: int) -> str:
     """The group's exact, perceptual, released and embedding pairs (candidates, in join mode)."""
     d = for_model(cfg.dedup, plan["model"])
     work, so = work_dir_of(plan), cfg.storage_options
-    found = _hash_pairs(_read_group(cfg, plan, "hash", group), d)
+    found = _hash_pairs(pa.concat_tables([read_group(f"{work}/hash/{s['name']}.parquet", group, so)
+                                          for s in plan["sources"]]), d)
     if plan["mode"] == "flat":
         found += _flat_pairs(cfg, plan, d)
     else:
-        bounds = plan["bounds"]
-        for seed in range(d.jl_tables):  # one sketch's entries in memory at a time
-            t = _read_group(cfg, plan, "emb", group, seed)
-            e = cells.Entries(t["gid"].to_numpy(), _array(t["cells"], np.uint16), _array(t["sketch"], np.uint16))
-            a, b = cells.join(e, range(bounds[group], bounds[group + 1]), d)
-            a, b = np.minimum(a, b), np.maximum(a, b)
-            keep = (a < b) & (a < rules.RELEASED)  # released images are never compared with each other
-            found.append((a[keep], b[keep], CANDIDATE))
+        for seed in range(d.jl_tables):
+            found.append((*_candidates(cfg, plan, group, seed, d), CANDIDATE))
     a = np.concatenate([f[0] for f in found]).astype(np.int64)
     b = np.concatenate([f[1] for f in found]).astype(np.int64)
     kind = np.concatenate([np.full(len(f[0]), f[2], np.int8) for f in found])
@@ -304,6 +309,18 @@ def find_pairs(cfg: PipelineConfig, plan: dict, group: int) -> str:
     io.write_parquet(pa.table({"kind": unique[:, 0].astype(np.int8), "a": unique[:, 1], "b": unique[:, 2]}), uri,
                      storage_options=so)
     return uri
+
+
+def _candidates(cfg: PipelineConfig, plan: dict, group: int, seed: int, d: DedupConfig) -> tuple[np.ndarray, ...]:
+    """Distinct candidate pairs (a < b) of the group in one sketch; its entries are freed on return,
+    so a task holds one sketch's entries at a time."""
+    t = pa.concat_tables([read_group(emb_uri(plan, s, seed), group, cfg.storage_options) for s in plan["sources"]])
+    e = cells.Entries(t["gid"].to_numpy(), _array(t["cells"], np.uint16), _array(t["sketch"], np.uint16))
+    a, b = cells.join(e, range(plan["bounds"][group], plan["bounds"][group + 1]), d)
+    a, b = np.minimum(a, b), np.maximum(a, b)
+    keep = (a < b) & (a < rules.RELEASED)  # released images are never compared with each other
+    pair = np.unique(np.stack([a[keep], b[keep]], axis=1), axis=0)  # pairs sharing cells come back often
+    return pair[:, 0], pair[:, 1]
 
 
 def _hash_pairs(t: pa.Table, d: DedupConfig) -> list[tuple[np.ndarray, np.ndarray, int]]:
@@ -337,13 +354,14 @@ def _hash_pairs(t: pa.Table, d: DedupConfig) -> list[tuple[np.ndarray, np.ndarra
 def _flat_pairs(cfg: PipelineConfig, plan: dict, d: DedupConfig) -> list[tuple[np.ndarray, np.ndarray, int]]:
     """Exact search: the crawl's rows against each other, then each released slice against them."""
     own = [s for s in plan["sources"] if s["kind"] == "shard"]
-    t = pa.concat_tables([_read_source_group(cfg, plan, "emb", s, 0) for s in own])  # under ivf_min_rows rows
+    so = cfg.storage_options
+    t = pa.concat_tables([read_group(emb_uri(plan, s, 0), 0, so) for s in own])  # under ivf_min_rows rows
     gid, x = t["gid"].to_numpy(), _array(t["emb"], np.float16).astype(np.float32)
     a, b = emb_index.close_pairs(x, d)
     found = [(gid[a], gid[b], EMBEDDING)]
     index = None
     for source in plan["sources"][len(own):]:
-        r = _read_source_group(cfg, plan, "emb", source, 0)
+        r = read_group(emb_uri(plan, source, 0), 0, so)
         if len(x) == 0 or r.num_rows == 0:
             continue
         if index is None:
@@ -357,20 +375,19 @@ def _flat_pairs(cfg: PipelineConfig, plan: dict, d: DedupConfig) -> list[tuple[n
 # --- files ---------------------------------------------------------------------------------------
 
 def write_groups(parts: list[pa.Table], uri: str, storage_options: dict) -> None:
-    """Tables with a group column (and maybe a sketch table column) as one file with one row group per
-    (group, table): a reader finds its rows by the row groups' statistics and reads nothing else."""
-    keys = [k for k in ("group", "table") if k in parts[0].column_names] if parts else ["group"]
-    runs: dict[tuple, list[pa.Table]] = {}
+    """Tables with a group column as one file with one row group per group: a reader finds its
+    rows by the row groups' statistics and reads nothing else."""
+    runs: dict[int, list[pa.Table]] = {}
     for t in parts:
         if t.num_rows == 0:
             continue
-        key = np.stack([t[k].to_numpy() for k in keys], axis=1)
-        order = np.lexsort(key.T[::-1])
+        group = t["group"].to_numpy()
+        order = np.argsort(group, kind="stable")
         if not np.array_equal(order, np.arange(len(order))):  # embedding parts come sorted already
-            t, key = t.take(order), key[order]
-        starts = np.flatnonzero(np.r_[True, (key[1:] != key[:-1]).any(axis=1)]).tolist()
-        for lo, hi in zip(starts, [*starts[1:], len(key)], strict=True):
-            runs.setdefault(tuple(key[lo].tolist()), []).append(t.slice(lo, hi - lo))
+            t, group = t.take(order), group[order]
+        starts = np.flatnonzero(np.r_[True, group[1:] != group[:-1]]).tolist()
+        for lo, hi in zip(starts, [*starts[1:], len(group)], strict=True):
+            runs.setdefault(int(group[lo]), []).append(t.slice(lo, hi - lo))
     schema = parts[0].schema if parts else pa.schema([("group", pa.int32())])
     with io.atomic_write(uri, "wb", storage_options) as f, pq.ParquetWriter(f, schema, compression="none") as w:
         for key in sorted(runs):
@@ -378,28 +395,13 @@ def write_groups(parts: list[pa.Table], uri: str, storage_options: dict) -> None
             w.write_table(run, row_group_size=run.num_rows)
 
 
-def _read_source_group(cfg: PipelineConfig, plan: dict, part: str, source: dict, group: int,
-                       table: int | None = None) -> pa.Table:
-    return read_group(f"{work_dir_of(plan)}/{part}/{source['name']}.parquet", group, cfg.storage_options, table)
-
-
-def read_group(uri: str, group: int, storage_options: dict, table: int | None = None) -> pa.Table:
-    """The rows of one group (and sketch table) from a file write_groups wrote, reading only those."""
+def read_group(uri: str, group: int, storage_options: dict) -> pa.Table:
+    """The rows of one group from a file write_groups wrote, reading only those."""
     with io.open_uri(uri, "rb", storage_options) as f:
         pf = pq.ParquetFile(f)
-        names = pf.schema_arrow.names
-        wanted = []
-        for i in range(pf.num_row_groups):
-            meta = pf.metadata.row_group(i)
-            if meta.column(names.index("group")).statistics.min != group:
-                continue
-            if table is None or meta.column(names.index("table")).statistics.min == table:
-                wanted.append(i)
+        at = pf.schema_arrow.names.index("group")
+        wanted = [i for i in range(pf.num_row_groups) if pf.metadata.row_group(i).column(at).statistics.min == group]
         return pf.read_row_groups(wanted) if wanted else pf.schema_arrow.empty_table()
-
-
-def _read_group(cfg: PipelineConfig, plan: dict, part: str, group: int, table: int | None = None) -> pa.Table:
-    return pa.concat_tables([_read_source_group(cfg, plan, part, s, group, table) for s in plan["sources"]])
 
 
 def _fixed(x: np.ndarray) -> pa.Array:

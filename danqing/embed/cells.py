@@ -9,6 +9,7 @@ escapes only if it shares no cell in every projection. Candidates are checked on
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
@@ -16,12 +17,12 @@ import numpy as np
 from danqing.config import DedupConfig
 
 JOIN_MARGIN = 0.02  # bfloat16 error bound on the sketch products (terms near 1); candidates are checked exactly
-ASSIGN_CHUNK = 8192  # rows per assignment product: its (rows x cells) scores are the transient memory
 JOIN_CHUNK = 1024
 
 
 def cell_count(n: int) -> int:
-    """Cells for n rows: about 2 sqrt(n), where assigning rows and joining cells cost about the same."""
+    """Cells for n rows: about 2 sqrt(n). Assigning a row costs as the cells, joining it as the rows per
+    cell, so either way per-row work grows as sqrt(n); more cells would also split more close pairs."""
     return int(min(16_384, max(16, 2 * np.sqrt(n))))
 
 
@@ -59,18 +60,13 @@ def train(sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
 
 def nearest(p: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
     """The k nearest centroids (L2) of each sketched row, nearest first, as uint16."""
-    import torch
+    import faiss
 
-    # [x, 1] . [c, -|c|^2 / 2] = -|x - c|^2 / 2 + const, in bfloat16: near ties hardly matter.
-    c = np.hstack([centroids, -0.5 * np.einsum("ij,ij->i", centroids, centroids)[:, None]])
-    c = torch.from_numpy(c).to(torch.bfloat16).T.contiguous()
-    k = min(k, len(centroids))
-    out = np.empty((len(p), k), dtype=np.uint16)
-    for start in range(0, len(p), ASSIGN_CHUNK):
-        chunk = p[start:start + ASSIGN_CHUNK]
-        score = torch.from_numpy(np.hstack([chunk, np.ones((len(chunk), 1), p.dtype)])).to(torch.bfloat16) @ c
-        out[start:start + ASSIGN_CHUNK] = torch.topk(score, k, dim=1).indices.numpy()
-    return out
+    # faiss's exhaustive search (blocked float32 products, a heap per row) outruns a bfloat16
+    # product followed by torch.topk, whose selection costs as much as the product.
+    _, found = faiss.knn(np.ascontiguousarray(p, np.float32), np.ascontiguousarray(centroids, np.float32),
+                         min(k, len(centroids)))
+    return found.astype(np.uint16)
 
 
 def packed(p: np.ndarray) -> np.ndarray:
@@ -94,10 +90,14 @@ def join(e: Entries, cells: range, cfg: DedupConfig) -> tuple[np.ndarray, np.nda
     """Candidate id pairs among e whose sketch distance passes the chi-square bound, in the given cells.
 
     A cell compares the rows probing it (join_nprobe nearest) with the rows sitting in it
-    (ivf_db_cells nearest). A pair may come back more than once and in either order.
+    (ivf_db_cells nearest, so also probing it). Sitting rows meet each other once, in one triangle.
+    A pair may come back more than once and in either order.
     """
     import torch
 
+    # Every block has its own shape, and oneDNN keeps a compiled product (with packed operands) per
+    # shape, 1,024 by default: hundreds of MB that a bounded task cannot spare. Read at first use.
+    os.environ.setdefault("ONEDNN_PRIMITIVE_CACHE_CAPACITY", "16")
     empty = np.empty(0, np.int64)
     if len(e.ids) == 0:
         return empty, empty
@@ -106,30 +106,38 @@ def join(e: Entries, cells: range, cfg: DedupConfig) -> tuple[np.ndarray, np.nda
     bits = torch.from_numpy(e.sketch.view(np.int16)).view(torch.bfloat16)
     p, half = bits[:, :-1], bits[:, -1:]
     one = torch.ones_like(half)
-    # Augmented rows: [-a, |a|^2/2, 1] . [b, 1, |b|^2/2] = |a - b|^2 / 2, one matmul per cell.
+    # Augmented rows: [-a, |a|^2/2, 1] . [b, 1, |b|^2/2] = |a - b|^2 / 2, one matmul per block.
     qm = torch.cat([-p, half, one], dim=1)
     dm = torch.cat([p, one, half], dim=1)
     limit = 0.5 * jl_bound(2.0 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss) + JOIN_MARGIN
     # bfloat16 bits as int16 order like the values when positive; negative ones (d ~ 0) all pass.
     loose = torch.tensor(limit, dtype=torch.bfloat16).view(torch.int16).item()
     heads, tails = [empty], [empty]
+
+    def scan(rows: np.ndarray, cols: np.ndarray, right, skip_self: bool) -> None:
+        """Candidates between rows (probing) and cols (sitting, their sketches in right)."""
+        left = torch.index_select(qm, 0, torch.from_numpy(rows))
+        half_d2 = (left @ right.T).view(torch.int16).numpy()
+        if skip_self:  # rows are the first cols: each row meets itself on the diagonal
+            half_d2[np.arange(len(rows)), np.arange(len(rows))] = np.iinfo(np.int16).max
+        hit = np.flatnonzero(half_d2.min(axis=1) <= loose)  # few rows have any: scan only those
+        i, j = np.nonzero(half_d2[hit] <= loose)
+        heads.append(e.ids[rows[hit[i]]])
+        tails.append(e.ids[cols[j]])
+
     for c in range(len(db_start) - 1):
-        d_rows = db_rows[db_start[c]:db_start[c + 1]]
-        q = q_rows[q_start[c]:q_start[c + 1]]
-        if d_rows.size == 0 or q.size == 0:
+        sitting = db_rows[db_start[c]:db_start[c + 1]]
+        if sitting.size == 0:
             continue
-        # index_select, not q[...]: advanced indexing gathers scattered rows several times slower
-        left = torch.index_select(qm, 0, torch.from_numpy(q))
-        right = torch.index_select(dm, 0, torch.from_numpy(d_rows)).T.contiguous()
-        _, own_q, own_d = np.intersect1d(q, d_rows, assume_unique=True, return_indices=True)
-        for s in range(0, len(q), JOIN_CHUNK):  # blocks that stay in cache between the product and the scan
-            half_d2 = (left[s:s + JOIN_CHUNK] @ right).view(torch.int16).numpy()
-            own = (own_q >= s) & (own_q < s + JOIN_CHUNK)
-            half_d2[own_q[own] - s, own_d[own]] = np.iinfo(np.int16).max  # each row meets itself: no candidate
-            hit = np.flatnonzero(half_d2.min(axis=1) <= loose)  # few rows have any: scan only those
-            i, j = np.nonzero(half_d2[hit] <= loose)
-            heads.append(e.ids[q[s + hit[i]]])
-            tails.append(e.ids[d_rows[j]])
+        probing = np.setdiff1d(q_rows[q_start[c]:q_start[c + 1]], sitting, assume_unique=True)
+        # index_select, not x[...]: advanced indexing gathers scattered rows several times slower
+        right = torch.index_select(dm, 0, torch.from_numpy(sitting))
+        # Blocks that stay in cache between the product and the scan. Sitting rows meet the sitting
+        # rows from their own block on (one triangle); rows that only probe meet them all.
+        for s in range(0, len(sitting), JOIN_CHUNK):
+            scan(sitting[s:s + JOIN_CHUNK], sitting[s:], right[s:], skip_self=True)
+        for s in range(0, len(probing), JOIN_CHUNK):
+            scan(probing[s:s + JOIN_CHUNK], sitting, right, skip_self=False)
     return np.concatenate(heads), np.concatenate(tails)
 
 
