@@ -188,6 +188,42 @@ def test_dns_failures_are_their_own_reason_and_one_lookup_serves_every_task(tmp_
     assert stats["dropped"] == {"download_dns": 3}
 
 
+def test_a_value_stored_while_a_worker_waits_for_the_lock_is_not_produced_again():
+    """A worker that read no value, then got the lock after its producer let go, takes the stored
+    value: robots.txt is fetched once per host, however the workers interleave."""
+    produced = []
+
+    class StaleFirstRead:  # the worker's first read happened just before the other one stored the value
+        def __init__(self, client):
+            self.client, self.reads = client, 0
+
+        def __getattr__(self, name):
+            return getattr(self.client, name)
+
+        async def get(self, key):
+            self.reads += 1
+            return None if self.reads == 1 else await self.client.get(key)
+
+    async def produce() -> bytes:
+        produced.append(1)
+        return b"200\nUser-agent: *"
+
+    async def run(url: str) -> bytes:
+        first, second = await coord.Store.connect(url), await coord.Store.connect(url)
+        try:
+            key = first.key(CRAWL, "robots", "http://slow.test")
+            assert await first.once(key, produce, lambda v: 60.0, 5.0) == b"200\nUser-agent: *"
+            second.client = StaleFirstRead(second.client)
+            return await second.once(key, produce, lambda v: 60.0, 5.0)
+        finally:
+            await first.close()
+            await second.client.client.aclose()
+
+    with coordination_url() as url:
+        assert asyncio.run(run(url)) == b"200\nUser-agent: *"
+    assert produced == [1]
+
+
 def test_a_shards_loops_split_the_budget_only_without_a_store(monkeypatch):
     d = DownloadConfig(per_host_concurrency=8, per_host_requests_per_s=20, host_max_failures=16,
                        host_budgets={"cdn.test": {"concurrency": 16}}, coordination_url="")

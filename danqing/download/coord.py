@@ -81,6 +81,10 @@ class Store:
                 return got
             if await self.client.set(lock, self.token, nx=True, px=int(lock_s * 1000)):
                 try:
+                    # the worker that held the lock may have stored the value since our read above
+                    got = await self.client.get(key)
+                    if got is not None:
+                        return got
                     value = await produce()
                     ttl = ttl_of(value)
                     if ttl > 0:
