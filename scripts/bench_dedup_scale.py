@@ -55,12 +55,12 @@ class HashCode:
         k = max(2, (n - 1).bit_length())
         self.low = k // 2
         for attempt in range(100):  # most random codes of this size qualify (Gilbert-Varshamov)
-            rows = np.random.default_rng([seed, attempt]).integers(0, 2**63, k, dtype=np.int64).astype(np.uint64)
-            rows |= np.random.default_rng([seed, attempt, 1]).integers(0, 2, k, dtype=np.uint64) << np.uint64(63)
+            rng = np.random.default_rng([seed, attempt])
+            rows = rng.integers(0, 2**64, k, dtype=np.uint64)
             self.a, self.b = self._span(rows[:self.low]), self._span(rows[self.low:])
             weights = np.bitwise_count(self.a[None, :] ^ self.b[:, None]).ravel()
             if weights[1:].min() >= min_distance:  # a linear code's distance is its least nonzero weight
-                self.mask = np.random.default_rng([seed, attempt, 2]).integers(0, 2**63, dtype=np.int64)
+                self.mask = rng.integers(0, 2**64, dtype=np.uint64)
                 return
         raise RuntimeError("no code found")
 
@@ -74,7 +74,7 @@ class HashCode:
 
     def __call__(self, messages: np.ndarray) -> np.ndarray:
         m = np.asarray(messages, np.int64)
-        return self.a[m & ((1 << self.low) - 1)] ^ self.b[m >> self.low] ^ np.uint64(self.mask)  # XOR keeps distances
+        return self.a[m & ((1 << self.low) - 1)] ^ self.b[m >> self.low] ^ self.mask  # XOR keeps distances
 
 
 @dataclass
