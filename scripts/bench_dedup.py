@@ -115,7 +115,7 @@ def main() -> None:
     reasons, counts = np.unique(decisions.reasons[decisions.reasons != ""], return_counts=True)
     print(f"rows {args.n:,} x {args.dim}d, planted duplicate pairs {len(pairs):,} (built in {built:.1f} s)")
     print(f"dedup time      {seconds:.1f} s (cells: each row in {args.db_cells}, probing {args.nprobe}; "
-          f"{args.tables} sketches of {args.jl_dims} dims)")
+          f"{args.tables} sketches of {args.jl_dims} dims; products in {cells.product_dtype()})")
     bound = cells.jl_bound(2 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss)
     print(f"sketch bound    |d|^2 {2 * cfg.max_cosine_distance:.2f} -> {bound:.3f} in {cfg.jl_dims} dims; chi-square "
           f"misses expected over the planted pairs <= {cfg.jl_miss * len(pairs):.1e} per sketch")

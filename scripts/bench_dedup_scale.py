@@ -30,6 +30,7 @@ import pyarrow as pa
 from danqing import io, paths
 from danqing.config import PipelineConfig
 from danqing.dedup import partitions
+from danqing.embed import cells
 from danqing.embed import index as emb_index
 
 CRAWL, OLD, MODEL = "CC-MAIN-2099-05", "CC-MAIN-2099-01", "bench-model"
@@ -284,6 +285,7 @@ def main() -> None:
     parser.add_argument("--dir", default=None, help="where the shards go (default: the system temp dir)")
     args = parser.parse_args()
     print(f"load average    {' '.join(f'{v:.1f}' for v in os.getloadavg())} (2 cores)")
+    print(f"join products   {cells.product_dtype()}")
     seconds = one_run(args.n, args)
     if args.baseline:
         print(f"-- baseline: {args.baseline:,} rows")

@@ -242,9 +242,11 @@ def test_cells_join_a_range_equals_the_whole():
     assert whole == parts and len(whole) >= 1000
 
 
-def test_cells_join_finds_the_pairs_that_share_a_cell_within_the_bound(monkeypatch):
+@pytest.mark.parametrize("product", ["bfloat16", "float32"])
+def test_cells_join_finds_the_pairs_that_share_a_cell_within_the_bound(monkeypatch, product):
     """The join's candidates are exactly the pairs where one row probes a cell the other sits in
-    and the sketch distance passes the bound (up to bfloat16 rounding at the bound)."""
+    and the sketch distance passes the bound (up to the products' rounding at the bound), whether
+    the blocks are multiplied in bfloat16 (CPUs that have it) or in float32."""
     import torch
 
     rng = np.random.default_rng(2)
@@ -253,6 +255,7 @@ def test_cells_join_finds_the_pairs_that_share_a_cell_within_the_bound(monkeypat
     cfg = PipelineConfig().dedup
     nlist = 24
     monkeypatch.setattr(cells, "JOIN_CHUNK", 64)  # cells hold several blocks: the triangle spans blocks
+    monkeypatch.setattr(cells, "product_dtype", lambda: getattr(torch, product))
     cent = cells.train(cells.sketch(x[cells.training_rows(len(x), nlist, 0)], cfg.jl_dims, 0), nlist, 0)
     e = emb_index.entries(x, cfg, 0, cent)
     a, b = cells.join(e, range(nlist), cfg)
@@ -266,9 +269,10 @@ def test_cells_join_finds_the_pairs_that_share_a_cell_within_the_bound(monkeypat
     share |= share.T
     limit = 0.5 * cells.jl_bound(2.0 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss) + cells.JOIN_MARGIN
     upper = np.triu(np.ones_like(share), k=1)
-    # the join's products round to bfloat16: within JOIN_MARGIN of the limit either way may pass
-    surely = set(zip(*np.nonzero(share & upper & (half_d2 <= limit - cells.JOIN_MARGIN)), strict=True))
-    maybe = set(zip(*np.nonzero(share & upper & (half_d2 <= limit + cells.JOIN_MARGIN)), strict=True))
+    # bfloat16 products round by up to JOIN_MARGIN, float32 ones (of bfloat16 rows) hardly at all
+    rounding = cells.JOIN_MARGIN if product == "bfloat16" else 1e-4
+    surely = set(zip(*np.nonzero(share & upper & (half_d2 <= limit - rounding)), strict=True))
+    maybe = set(zip(*np.nonzero(share & upper & (half_d2 <= limit + rounding)), strict=True))
     assert np.bincount(sit.ravel(), minlength=nlist).max() > cells.JOIN_CHUNK
     assert len(surely) > 400 and surely <= found <= maybe
 

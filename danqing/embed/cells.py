@@ -20,10 +20,27 @@ JOIN_MARGIN = 0.02  # bfloat16 error bound on the sketch products (terms near 1)
 JOIN_CHUNK = 1024
 
 
+def product_dtype():
+    """The join's product type: bfloat16 where the CPU multiplies it in hardware (AVX512-BF16, AMX), else
+    float32. Elsewhere (AVX2: many AMD EPYC and older Xeons) oneDNN emulates bfloat16 products about 12x
+    slower than float32 ones of the same shape."""
+    import torch
+
+    native = any(getattr(torch.cpu, name, lambda: False)() for name in ("_is_avx512_bf16_supported",
+                                                                        "_is_amx_tile_supported"))
+    return torch.bfloat16 if native else torch.float32
+
+
+ROWS_PER_CELL = 500  # past 1M rows the cells grow with the rows, so a row's join work stays put
+MAX_CELLS = 16_384  # k-means (40 sample rows a cell) costs as cells squared, in the one plan task
+
+
 def cell_count(n: int) -> int:
-    """Cells for n rows: about 2 sqrt(n). Assigning a row costs as the cells, joining it as the rows per
-    cell, so either way per-row work grows as sqrt(n); more cells would also split more close pairs."""
-    return int(min(16_384, max(16, 2 * np.sqrt(n))))
+    """Cells for n rows: 2 sqrt(n) up to 1M rows, n / ROWS_PER_CELL past it (up to MAX_CELLS).
+    Assigning a row costs as the cells, joining it as the rows per cell. At 5M rows and 2 sqrt(n)
+    cells the join cost 8x the assigning (float32 products, AVX2), so past 1M the cells keep their
+    size and assigning grows instead. More cells also split more close pairs: the sketches cover it."""
+    return int(min(MAX_CELLS, max(16, 2 * np.sqrt(n), n / ROWS_PER_CELL)))
 
 
 def cells_per_row(cfg: DedupConfig) -> int:
@@ -110,16 +127,22 @@ def join(e: Entries, cells: range, cfg: DedupConfig) -> tuple[np.ndarray, np.nda
     qm = torch.cat([-p, half, one], dim=1)
     dm = torch.cat([p, one, half], dim=1)
     limit = 0.5 * jl_bound(2.0 * cfg.max_cosine_distance, cfg.jl_dims, cfg.jl_miss) + JOIN_MARGIN
-    # bfloat16 bits as int16 order like the values when positive; negative ones (d ~ 0) all pass.
-    loose = torch.tensor(limit, dtype=torch.bfloat16).view(torch.int16).item()
+    # Rows stay bfloat16 (half the memory); blocks multiply in bfloat16 where the CPU has it, else in
+    # float32. bfloat16 results are scanned as int16 bits, which order like the values when positive;
+    # negative ones (d ~ 0) all pass.
+    dtype = product_dtype()
+    native = dtype == torch.bfloat16
+    loose = torch.tensor(limit, dtype=torch.bfloat16).view(torch.int16).item() if native else np.float32(limit)
+    never = np.iinfo(np.int16).max if native else np.inf
     heads, tails = [empty], [empty]
 
     def scan(rows: np.ndarray, cols: np.ndarray, right, skip_self: bool) -> None:
         """Candidates between rows (probing) and cols (sitting, their sketches in right)."""
-        left = torch.index_select(qm, 0, torch.from_numpy(rows))
-        half_d2 = (left @ right.T).view(torch.int16).numpy()
+        left = torch.index_select(qm, 0, torch.from_numpy(rows)).to(dtype)
+        product = left @ right.T
+        half_d2 = (product.view(torch.int16) if native else product).numpy()
         if skip_self:  # rows are the first cols: each row meets itself on the diagonal
-            half_d2[np.arange(len(rows)), np.arange(len(rows))] = np.iinfo(np.int16).max
+            half_d2[np.arange(len(rows)), np.arange(len(rows))] = never
         hit = np.flatnonzero(half_d2.min(axis=1) <= loose)  # few rows have any: scan only those
         i, j = np.nonzero(half_d2[hit] <= loose)
         heads.append(e.ids[rows[hit[i]]])
@@ -131,7 +154,7 @@ def join(e: Entries, cells: range, cfg: DedupConfig) -> tuple[np.ndarray, np.nda
             continue
         probing = np.setdiff1d(q_rows[q_start[c]:q_start[c + 1]], sitting, assume_unique=True)
         # index_select, not x[...]: advanced indexing gathers scattered rows several times slower
-        right = torch.index_select(dm, 0, torch.from_numpy(sitting))
+        right = torch.index_select(dm, 0, torch.from_numpy(sitting)).to(dtype)
         # Blocks that stay in cache between the product and the scan. Sitting rows meet the sitting
         # rows from their own block on (one triangle); rows that only probe meet them all.
         for s in range(0, len(sitting), JOIN_CHUNK):
