@@ -284,6 +284,7 @@ class DedupConfig(Section):
     jl_dims: int = Field(64, ge=8)  # self-join: cells and candidates in a random projection this wide
     jl_miss: float = Field(1e-9, gt=0, lt=1)  # chance the projection hides one true pair (chi-square tail)
     jl_tables: int = Field(3, ge=1)  # independent sketches and cells: a pair must escape all of them
+    cell_probes: int = Field(8, ge=1)  # self-join: coarse cells among whose fine cells a row's nearest are sought
     # Partitioned dedup: each pair-finding task holds about this many entries of one sketch at a
     # time (~0.5 KB each; a row sits in up to join_nprobe cells per sketch), and each partition
     # task this many rows.

@@ -163,8 +163,8 @@ def test_a_group_split_across_cells_and_shards_is_one_group(scale_cfg):
     chain = truth["chain"]
     shards = {int(np.searchsorted(np.cumsum([len(r) for r in np.array_split(np.arange(len(x)), SHARDS)]), i,
                                   side="right")) for i in chain}
-    centroids = partitions.npy(f"{partitions.work_dir(scale_cfg, CRAWL)}/centroids.npy", {})
-    nearest = emb_index.entries(x[chain], scale_cfg.dedup, 0, centroids[0]).cells[:, 0]
+    trees = partitions.load_cells(f"{partitions.work_dir(scale_cfg, CRAWL)}/cells.npz", {})
+    nearest = emb_index.entries(x[chain], scale_cfg.dedup, 0, trees[0]).cells[:, 0]
     groups = set((np.searchsorted(plan["bounds"], nearest, side="right") - 1).tolist())
     assert len(shards) > 1 and len(groups) > 1  # the chain spans shards and groups of cells
     got = decisions(scale_cfg)
@@ -219,6 +219,28 @@ def test_gid_order_is_crawl_then_release_order():
     assert rules.released_gid(0, 0) > g.max()
     shard, row = rules.split(np.r_[g, rules.released_gid(2, 11)])
     assert shard.tolist() == [0, 0, 1, 7, 2] and row.tolist() == [5, 9, 0, 3, 11]
+
+
+def test_cell_tree_finds_the_nearest_cells_among_its_probed_coarse_cells(monkeypatch):
+    """train makes exactly nlist cells, nested in sqrt(nlist) coarse ones; nearest gives a row's k
+    nearest fine cells, nearest first: exactly those of all cells when every coarse cell is probed,
+    and those of its probed coarse cells otherwise."""
+    import faiss
+
+    rng = np.random.default_rng(3)
+    sample, p = rng.standard_normal((40 * 300, 16)), rng.standard_normal((5000, 16)).astype(np.float32)
+    tree = cells.train(sample, 300, 0)
+    assert tree.fine.shape == (300, 16) and len(tree.coarse) == 17 and tree.start[-1] == 300
+    assert (np.diff(tree.start) > 0).all()
+    monkeypatch.setattr(cells, "NEAREST_CHUNK", 1000)  # several chunks of rows
+    exact = faiss.knn(p, tree.fine, 8)[1]
+    assert (tree.nearest(p, 8, probes=17).astype(np.int64) == exact).all()
+    got = tree.nearest(p, 8, probes=3).astype(np.int64)
+    owner = np.searchsorted(tree.start, np.arange(300), side="right") - 1
+    allowed = [np.flatnonzero(np.isin(owner, row)) for row in faiss.knn(p, tree.coarse, 3)[1]]
+    want = np.stack([a[faiss.knn(p[i:i + 1], tree.fine[a], 8)[1][0]] for i, a in enumerate(allowed)])
+    assert (got == want).all()
+    assert 0.5 < (got[:, 0] == exact[:, 0]).mean() < 1  # an approximation, and a good one
 
 
 def test_cells_join_a_range_equals_the_whole():

@@ -1,7 +1,7 @@
 """Dedup partitions: a crawl's kept images (and the released index) split into groups of cells and
 hash buckets, so one bounded task finds the pairs of one group and no task holds the whole crawl.
 
-Under {crawl}/dedup-work/: plan.json and centroids.npy (one task), then per source (a run of score
+Under {crawl}/dedup-work/: plan.json and cells.npz (one task), then per source (a run of score
 shards or a slice of the released index) emb/<source>-<sketch>.parquet and hash/<source>.parquet
 with one row group per group, then pairs/<group>.parquet per group. Every file is rewritten whole by a rerun.
 
@@ -161,7 +161,7 @@ def plan(cfg: PipelineConfig, crawl: str, score_uris: list[str]) -> dict:
         entries = total * min(cells.cells_per_row(d), nlist)  # per sketch: a task holds one at a time
         groups = int(min(nlist, max(1, -(-entries // d.group_entries))))
         out.update(mode="join", groups=groups, bounds=np.linspace(0, nlist, groups + 1).astype(int).tolist())
-        save_npy(_centroids(cfg, shards, rows, nlist), f"{work}/centroids.npy", so)
+        save_cells(_cells(cfg, shards, rows, nlist), f"{work}/cells.npz", so)
     io.write_json(sources, f"{work}/sources.json", so)  # apart: a partition task reads the small plan only
     io.write_json(out, out["uri"], so)
     return {**out, "sources": sources}
@@ -186,8 +186,8 @@ def load_plan(cfg: PipelineConfig, uri: str, sources: bool = True) -> dict:
     return plan
 
 
-def _centroids(cfg: PipelineConfig, shards: list[dict], rows: int, nlist: int) -> np.ndarray:
-    """(jl_tables, nlist, jl_dims): each sketch's cells, learned on the rows cells.training_rows names.
+def _cells(cfg: PipelineConfig, shards: list[dict], rows: int, nlist: int) -> list[cells.CellTree]:
+    """Each sketch's cells, learned on the rows cells.training_rows names.
     Only the sample's sketches stay in memory, filled one shard at a time."""
     d = cfg.dedup
     picks = [cells.training_rows(rows, nlist, seed) for seed in range(d.jl_tables)]
@@ -201,7 +201,7 @@ def _centroids(cfg: PipelineConfig, shards: list[dict], rows: int, nlist: int) -
             for seed, (pick, (lo, hi)) in enumerate(zip(picks, spans, strict=True)):
                 sketches[seed][lo:hi] = cells.sketch(emb[pick[lo:hi] - start], d.jl_dims, seed)
         start = stop
-    return np.stack([cells.train(sketch, nlist, seed) for seed, sketch in enumerate(sketches)])
+    return [cells.train(sketch, nlist, seed) for seed, sketch in enumerate(sketches)]
 
 
 def _dims(cfg: PipelineConfig, parts: list[dict]) -> int:
@@ -219,19 +219,19 @@ def partition(cfg: PipelineConfig, plan: dict, source: dict) -> None:
     """Write the source's embedding entries and hash entries, one row group per group."""
     d = for_model(cfg.dedup, plan["model"])
     work, so, groups = work_dir_of(plan), cfg.storage_options, plan["groups"]
-    centroids = npy(f"{work}/centroids.npy", so) if plan["mode"] == "join" else None
+    trees = load_cells(f"{work}/cells.npz", so) if plan["mode"] == "join" else []
     hashes, flat = [], []
-    sketched: list[list[cells.Entries]] = [[] for _ in range(d.jl_tables if centroids is not None else 0)]
+    sketched: list[list[cells.Entries]] = [[] for _ in trees]
     for unit in source["parts"]:  # one unit's embeddings in memory at a time
         rows = load_rows(cfg, unit)
         hashes.append(_hash_entries(rows, d, groups))
-        if centroids is None:
+        if not trees:
             flat.append(pa.table({"group": np.zeros(len(rows.gid), np.int32), "gid": rows.gid,
                                   "emb": _fixed(rows.emb.astype(np.float16))}))
         for seed, out in enumerate(sketched):
-            out.append(emb_index.entries(rows.emb, d, seed, centroids[seed], rows.gid))
+            out.append(emb_index.entries(rows.emb, d, seed, trees[seed], rows.gid))
     write_groups(hashes, f"{work}/hash/{source['name']}.parquet", so)
-    if centroids is None:
+    if not trees:
         write_groups(flat, emb_uri(plan, source, 0), so)
     bounds = np.asarray(plan["bounds"])
     for seed, parts in enumerate(sketched):  # a row is copied into each group it reaches: one sketch at a time
@@ -437,11 +437,17 @@ def npy(uri: str, storage_options: dict) -> np.ndarray:
         return np.frombuffer(f.read(), dtype).reshape(shape)  # one copy of the data, read-only
 
 
-def save_npy(x: np.ndarray, uri: str, storage_options: dict) -> None:
+def save_cells(trees: list[cells.CellTree], uri: str, storage_options: dict) -> None:
+    """Every sketch's cells in one file (all have the same shapes)."""
     buf = _io.BytesIO()
-    np.save(buf, x)
+    np.savez(buf, **{name: np.stack([getattr(t, name) for t in trees]) for name in ("coarse", "fine", "start")})
     with io.atomic_write(uri, "wb", storage_options) as f:
         f.write(buf.getvalue())
+
+
+def load_cells(uri: str, storage_options: dict) -> list[cells.CellTree]:
+    with io.open_uri(uri, "rb", storage_options) as f, np.load(_io.BytesIO(f.read())) as z:
+        return [cells.CellTree(*parts) for parts in zip(z["coarse"], z["fine"], z["start"], strict=True)]
 
 
 def _npy_header(f) -> tuple[tuple, np.dtype]:

@@ -1,10 +1,12 @@
-"""Cells for the embedding self-join: random-projection sketches, k-means cells, and the join of one
-set of cells, so the join can run over all cells in one process or over groups of cells in many.
+"""Cells for the embedding self-join: random-projection sketches, two-level k-means cells, and the
+join of one set of cells, so the join can run over all cells in one process or over groups of cells
+in many.
 
 Each row is sketched (Johnson-Lindenstrauss, cfg.jl_dims wide) in cfg.jl_tables independent
 projections. Per projection, a row sits in its ivf_db_cells nearest cells and is compared with the
-rows of its join_nprobe nearest ones. Sketch distances bound the true ones (jl_bound); a close pair
-escapes only if it shares no cell in every projection. Candidates are checked on the full embeddings.
+rows of its join_nprobe nearest ones, sought among the fine cells of its cell_probes nearest coarse
+cells (CellTree). Sketch distances bound the true ones (jl_bound); a close pair escapes only if it
+shares no cell in every projection. Candidates are checked on the full embeddings.
 """
 
 from __future__ import annotations
@@ -32,14 +34,14 @@ def product_dtype():
 
 
 ROWS_PER_CELL = 500  # past 1M rows the cells grow with the rows, so a row's join work stays put
-MAX_CELLS = 16_384  # k-means (40 sample rows a cell) costs as cells squared, in the one plan task
+MAX_CELLS = 16_384  # cell ids are uint16
 
 
 def cell_count(n: int) -> int:
     """Cells for n rows: 2 sqrt(n) up to 1M rows, n / ROWS_PER_CELL past it (up to MAX_CELLS).
-    Assigning a row costs as the cells, joining it as the rows per cell. At 5M rows and 2 sqrt(n)
-    cells the join cost 8x the assigning (float32 products, AVX2), so past 1M the cells keep their
-    size and assigning grows instead. More cells also split more close pairs: the sketches cover it."""
+    Joining a row costs as the rows per cell; finding its cells (CellTree.nearest) grows only as
+    sqrt(cells), so past 1M the cells keep their size. More cells also split more close pairs: the
+    sketches cover it."""
     return int(min(MAX_CELLS, max(16, 2 * np.sqrt(n), n / ROWS_PER_CELL)))
 
 
@@ -66,24 +68,98 @@ def training_rows(n: int, nlist: int, seed: int) -> np.ndarray:
     return np.sort(rng.choice(n, size=min(n, 40 * nlist), replace=False))
 
 
-def train(sample: np.ndarray, nlist: int, seed: int) -> np.ndarray:
-    """k-means centroids of sketched sample rows (the rows training_rows named)."""
+@dataclass
+class CellTree:
+    """One sketch's cells in two levels: sqrt(cells) coarse cells, each split into fine cells (the
+    cells rows sit in and probe). A row's nearest fine cells are sought among those of its nearest
+    coarse cells only, so finding them costs as sqrt(cells), not as the cells: a flat search over
+    10,000 cells cost more than the join itself."""
+
+    coarse: np.ndarray  # (k1, dims) float32
+    fine: np.ndarray  # (cells, dims) float32, those of coarse cell j at start[j]:start[j + 1]
+    start: np.ndarray  # (k1 + 1,) int64
+
+    def nearest(self, p: np.ndarray, k: int, probes: int) -> np.ndarray:
+        """Each sketched row's k nearest fine cells (L2) among those of its `probes` nearest coarse
+        cells, nearest first, as uint16. With every coarse cell probed this is the exact search."""
+        import faiss
+        import torch
+
+        p = np.ascontiguousarray(p, np.float32)
+        sizes = np.diff(self.start)
+        k = min(k, len(self.fine))
+        probes = min(len(sizes), probes)
+        while np.sort(sizes)[:probes].sum() < k:  # any probed cells hold at least k fine cells
+            probes += 1
+        # Fine cells padded to one width per coarse cell (padding: infinitely far), so a row's
+        # candidates are one (probes x width) block and one top-k picks its cells.
+        width = int(sizes.max())
+        fine = torch.zeros((len(sizes), width, p.shape[1]))
+        half = torch.full((len(sizes), width), float("inf"))
+        for j, (lo, hi) in enumerate(zip(self.start[:-1].tolist(), self.start[1:].tolist(), strict=True)):
+            fine[j, :hi - lo] = torch.from_numpy(self.fine[lo:hi])
+            half[j, :hi - lo] = torch.from_numpy(0.5 * np.einsum("ij,ij->i", self.fine[lo:hi], self.fine[lo:hi]))
+        out = np.empty((len(p), k), np.uint16)
+        for s in range(0, len(p), NEAREST_CHUNK):
+            x = p[s:s + NEAREST_CHUNK]
+            _, top = faiss.knn(x, self.coarse, probes)
+            # (row, probe) slots grouped by coarse cell: one product per coarse cell
+            order = np.argsort(top.ravel(), kind="stable")
+            bounds = np.searchsorted(top.ravel()[order], np.arange(len(sizes) + 1))
+            rows = torch.from_numpy(x[order // probes])
+            d = torch.empty((len(order), width))  # |f|^2/2 - x.f: orders the fine cells by distance
+            for j in np.flatnonzero(np.diff(bounds)).tolist():
+                lo, hi = bounds[j], bounds[j + 1]
+                torch.addmm(half[j], rows[lo:hi], fine[j].T, alpha=-1, out=d[lo:hi])
+            slots = torch.empty_like(d)
+            slots[torch.from_numpy(order)] = d
+            _, best = torch.topk(slots.view(len(x), probes * width), k, dim=1, largest=False, sorted=True)
+            best = best.numpy()
+            cell = np.take_along_axis(top, best // width, axis=1)
+            out[s:s + len(x)] = self.start[cell] + best % width
+        return out
+
+
+NEAREST_CHUNK = 2_048  # rows at once. Small on purpose: glibc raises its mmap threshold to a freed block's
+# size (up to 32 MB), after which a task's arrays fragment the heap: +130 MB peak in a partition task at 8,192.
+
+
+def train(sample: np.ndarray, nlist: int, seed: int) -> CellTree:
+    """nlist cells of sketched sample rows (the rows training_rows named): k-means for sqrt(nlist)
+    coarse cells, then k-means within each for its share of the fine cells, as its share of rows."""
     import faiss
 
-    km = faiss.Kmeans(sample.shape[1], nlist, niter=4, seed=seed, max_points_per_centroid=40)
-    km.train(np.ascontiguousarray(sample, dtype=np.float32))
+    sample = np.ascontiguousarray(sample, np.float32)
+    coarse = _kmeans(sample, max(1, round(np.sqrt(nlist))), seed, niter=10)
+    owner = faiss.knn(sample, coarse, 1)[1].ravel()
+    order = np.argsort(owner, kind="stable")
+    count = np.bincount(owner, minlength=len(coarse))
+    share = _apportion(count, nlist)
+    starts = np.r_[0, np.cumsum(count)]
+    fine = [_kmeans(sample[order[starts[j]:starts[j + 1]]], int(share[j]), seed, niter=4)
+            for j in range(len(coarse))]
+    return CellTree(coarse, np.vstack(fine), np.r_[0, np.cumsum(share)].astype(np.int64))
+
+
+def _apportion(count: np.ndarray, total: int) -> np.ndarray:
+    """total split in proportion to count (largest remainders), no part above its count."""
+    if count.sum() < total:
+        raise ValueError(f"{count.sum()} sample rows cannot make {total} cells")
+    exact = total * count / count.sum()
+    share = np.floor(exact).astype(np.int64)
+    for j in np.argsort(share - exact, kind="stable")[:total - share.sum()]:
+        share[j] += 1
+    return share  # never above count: a part rounds up only from a fraction below it
+
+
+def _kmeans(x: np.ndarray, k: int, seed: int, niter: int) -> np.ndarray:
+    import faiss
+
+    if k == 0 or k >= len(x):  # no cells, or (_apportion) as many as rows: each row is one
+        return x[:k].copy()
+    km = faiss.Kmeans(x.shape[1], k, niter=niter, seed=seed, min_points_per_centroid=1)
+    km.train(x)
     return km.centroids
-
-
-def nearest(p: np.ndarray, centroids: np.ndarray, k: int) -> np.ndarray:
-    """The k nearest centroids (L2) of each sketched row, nearest first, as uint16."""
-    import faiss
-
-    # faiss's exhaustive search (blocked float32 products, a heap per row) outruns a bfloat16
-    # product followed by torch.topk, whose selection costs as much as the product.
-    _, found = faiss.knn(np.ascontiguousarray(p, np.float32), np.ascontiguousarray(centroids, np.float32),
-                         min(k, len(centroids)))
-    return found.astype(np.uint16)
 
 
 def packed(p: np.ndarray) -> np.ndarray:

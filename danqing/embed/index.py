@@ -58,12 +58,12 @@ def _cell_join(x: np.ndarray, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]
                          lambda rows: x[rows], cfg)
 
 
-def entries(x: np.ndarray, cfg: DedupConfig, seed: int, centroids: np.ndarray,
+def entries(x: np.ndarray, cfg: DedupConfig, seed: int, tree: cells.CellTree,
             ids: np.ndarray | None = None) -> cells.Entries:
     """Rows of x (ids: row numbers unless given) in projection `seed`, with their nearest cells."""
     p = cells.sketch(x, cfg.jl_dims, seed)
     ids = np.arange(len(x), dtype=np.int64) if ids is None else ids
-    return cells.Entries(ids, cells.nearest(p, centroids, cells.cells_per_row(cfg)), cells.packed(p))
+    return cells.Entries(ids, tree.nearest(p, cells.cells_per_row(cfg), cfg.cell_probes), cells.packed(p))
 
 
 def checked_pairs(a: np.ndarray, b: np.ndarray, rows_of, cfg: DedupConfig) -> tuple[np.ndarray, np.ndarray]:
